@@ -1,0 +1,182 @@
+//! The broker: what every handler can reach, and the start-up and shutdown sequence.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use sluice_controller::ops::cluster::BrokerRegistration;
+use sluice_controller::ops::topics::TopicDefaults;
+use sluice_controller::{Controller, ControllerConfig};
+use tokio::sync::Mutex;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::config::{BrokerConfig, Endpoint};
+use crate::metadata::MetadataView;
+use crate::replica::ReplicaManager;
+
+/// Shared state of a running broker.
+pub struct Broker {
+    pub config: BrokerConfig,
+    pub cluster_id: String,
+    pub advertised: Endpoint,
+    pub controller: Arc<Controller>,
+    pub metadata: MetadataView,
+    pub replicas: ReplicaManager,
+    pub producer_ids: ProducerIdManager,
+    pub fetch_sessions: std::sync::Mutex<crate::handlers::fetch::session::SessionCache>,
+    pub shutdown: CancellationToken,
+    pub tasks: TaskTracker,
+}
+
+impl Broker {
+    /// This broker's node id.
+    pub fn node_id(&self) -> i32 {
+        self.config.node_id
+    }
+}
+
+/// Hands out producer ids from blocks the controller allocated (persisted, never reused).
+pub struct ProducerIdManager {
+    block: Mutex<(i64, i64)>,
+}
+
+impl ProducerIdManager {
+    fn new() -> Self {
+        Self { block: Mutex::new((0, 0)) }
+    }
+
+    /// The next unused producer id.
+    ///
+    /// # Errors
+    /// When a new block cannot be allocated.
+    pub async fn next(&self, controller: &Controller, node_id: i32) -> Result<i64, sluice_controller::ControllerError> {
+        let mut block = self.block.lock().await;
+        if block.0 >= block.1 {
+            let fresh = controller.allocate_producer_ids(node_id).await?;
+            *block = (fresh.first, fresh.first + fresh.size);
+        }
+        let id = block.0;
+        block.0 += 1;
+        Ok(id)
+    }
+}
+
+/// Reads the cluster id from `meta.properties` in the data directory, creating it on first start.
+///
+/// # Errors
+/// When the file cannot be read or written.
+pub fn load_or_create_cluster_id(data_dir: &Path, node_id: i32) -> std::io::Result<String> {
+    let path = data_dir.join("meta.properties");
+    if let Ok(text) = std::fs::read_to_string(&path) {
+        if let Some(id) = text.lines().find_map(|l| l.strip_prefix("cluster.id=")) {
+            return Ok(id.trim().to_string());
+        }
+    }
+    std::fs::create_dir_all(data_dir)?;
+    let id = uuid::Uuid::new_v4().simple().to_string()[..22].to_string();
+    let tmp = data_dir.join("meta.properties.tmp");
+    std::fs::write(&tmp, format!("version=1\ncluster.id={id}\nnode.id={node_id}\n"))?;
+    std::fs::File::open(&tmp)?.sync_all()?;
+    std::fs::rename(&tmp, &path)?;
+    Ok(id)
+}
+
+/// Opens the controller and the logs, registers this broker, and returns the shared state.
+///
+/// # Errors
+/// When the data directory, metadata log or a partition log cannot be opened.
+pub async fn start(config: BrokerConfig, advertised: Endpoint, shutdown: CancellationToken) -> anyhow::Result<Arc<Broker>> {
+    let cluster_id = load_or_create_cluster_id(&config.data_dir, config.node_id)?;
+    let controller_config = ControllerConfig {
+        node_id: config.node_id,
+        metadata_dir: config.data_dir.join("__cluster_metadata-0"),
+        defaults: TopicDefaults {
+            num_partitions: config.num_partitions,
+            replication_factor: config.default_replication_factor,
+        },
+    };
+    let controller = Arc::new(tokio::task::spawn_blocking(move || Controller::open(&controller_config)).await??);
+    controller
+        .register_broker(BrokerRegistration {
+            node_id: config.node_id,
+            incarnation_id: uuid::Uuid::new_v4(),
+            host: advertised.host.clone(),
+            port: i32::from(advertised.port),
+            rack: config.explicit.get("broker.rack").cloned(),
+        })
+        .await?;
+    let metadata = MetadataView::new(controller.subscribe());
+    let broker = Arc::new(Broker {
+        replicas: ReplicaManager::new(config.clone()),
+        config,
+        cluster_id,
+        advertised,
+        controller,
+        metadata,
+        producer_ids: ProducerIdManager::new(),
+        fetch_sessions: std::sync::Mutex::new(Default::default()),
+        shutdown,
+        tasks: TaskTracker::new(),
+    });
+    broker.replicas.sync_with_image(&broker.metadata.image()).await?;
+    Ok(broker)
+}
+
+/// Starts the broker's background work, each task tracked and stopped by the shutdown token:
+/// following metadata into the hosted partitions, retention, and time-based flushing.
+pub fn spawn_background(broker: &Arc<Broker>) {
+    let b = Arc::clone(broker);
+    broker.tasks.spawn(async move {
+        let mut rx = b.metadata.subscribe();
+        loop {
+            tokio::select! {
+                () = b.shutdown.cancelled() => break,
+                changed = rx.changed() => if changed.is_err() { break },
+            }
+            let image = rx.borrow_and_update().clone();
+            if let Err(e) = b.replicas.sync_with_image(&image).await {
+                tracing::error!(error = %e, "could not bring hosted partitions in line with metadata");
+            }
+        }
+    });
+    let b = Arc::clone(broker);
+    let every = std::time::Duration::from_millis(b.config.log_retention_check_interval_ms.max(100));
+    broker.tasks.spawn(periodic(Arc::clone(&b), every, |partition, now_ms| {
+        match partition.log.apply_retention(now_ms) {
+            Ok(0) => {}
+            Ok(deleted) => tracing::info!(topic = %partition.topic, partition = partition.index, deleted, "retention deleted segments"),
+            Err(e) => tracing::warn!(topic = %partition.topic, partition = partition.index, error = %e, "retention failed"),
+        }
+        if let Err(e) = partition.log.roll_if_due(now_ms) {
+            tracing::warn!(topic = %partition.topic, partition = partition.index, error = %e, "segment roll failed");
+        }
+    }));
+    broker.tasks.spawn(periodic(Arc::clone(broker), std::time::Duration::from_millis(1000), |partition, now_ms| {
+        if let Err(e) = partition.log.maybe_flush(now_ms) {
+            tracing::warn!(topic = %partition.topic, partition = partition.index, error = %e, "flush failed");
+        }
+    }));
+}
+
+/// Runs `work` on every hosted partition every `every`, off the async threads.
+async fn periodic(broker: Arc<Broker>, every: std::time::Duration, work: fn(&crate::replica::Partition, i64)) {
+    let mut ticker = tokio::time::interval(every);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            () = broker.shutdown.cancelled() => break,
+            _ = ticker.tick() => {}
+        }
+        let partitions = broker.replicas.all();
+        let _ = tokio::task::spawn_blocking(move || {
+            let now_ms = crate::clock::now_ms();
+            for partition in &partitions {
+                work(partition, now_ms);
+            }
+        })
+        .await;
+        for partition in broker.replicas.all() {
+            partition.publish_high_watermark();
+        }
+    }
+}

@@ -1,0 +1,113 @@
+//! One file per Kafka API, all the same shape, and the registry that dispatches to them.
+//!
+//! Each handler implements [`Handler`]: its api key, the version range it really serves, and one
+//! `handle`. [`REGISTRY`] is the only list of APIs: dispatch reads it and so does the ApiVersions
+//! answer, so the two cannot disagree. Handlers turn storage and controller errors into Kafka
+//! error codes ([`errors`]); a failure on one partition is that partition's error code.
+
+pub mod api_versions;
+pub mod errors;
+pub mod fetch;
+pub mod list_offsets;
+pub mod metadata;
+pub mod produce;
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use kafka_protocol::messages::ApiKey;
+use kafka_protocol::protocol::{Decodable, Encodable};
+
+use crate::broker::Broker;
+use crate::protocol::codec::{decode_body, encode_response};
+use crate::protocol::ProtocolError;
+
+/// What a handler knows about the request besides its body.
+#[derive(Debug, Clone)]
+pub struct RequestContext {
+    pub api_version: i16,
+    pub correlation_id: i32,
+    pub client_id: Option<String>,
+}
+
+/// A Kafka API served by Sluice.
+pub trait Handler: 'static {
+    type Request: Decodable + Send + 'static;
+    type Response: Encodable + Send + 'static;
+    const KEY: ApiKey;
+    /// The versions this handler really serves (min, max).
+    const VERSIONS: (i16, i16);
+
+    /// Answers one request; `None` means no response is sent (Produce with acks=0).
+    fn handle(
+        broker: Arc<Broker>,
+        ctx: RequestContext,
+        request: Self::Request,
+    ) -> impl Future<Output = Option<Self::Response>> + Send;
+}
+
+/// A response frame (or none), or why the connection must close.
+pub type CallResult = Result<Option<Bytes>, ProtocolError>;
+type CallFuture = Pin<Box<dyn Future<Output = CallResult> + Send>>;
+
+/// One registry row.
+pub struct ApiEntry {
+    pub key: ApiKey,
+    pub min_version: i16,
+    pub max_version: i16,
+    pub call: fn(Arc<Broker>, RequestContext, Bytes) -> CallFuture,
+}
+
+const fn entry<H: Handler>() -> ApiEntry {
+    ApiEntry { key: H::KEY, min_version: H::VERSIONS.0, max_version: H::VERSIONS.1, call: call::<H> }
+}
+
+fn call<H: Handler>(broker: Arc<Broker>, ctx: RequestContext, body: Bytes) -> CallFuture {
+    Box::pin(async move {
+        let request = decode_body::<H::Request>(body, ctx.api_version)?;
+        let version = ctx.api_version;
+        let correlation_id = ctx.correlation_id;
+        let Some(response) = H::handle(broker, ctx, request).await else { return Ok(None) };
+        let header_version = H::KEY.response_header_version(version);
+        encode_response(correlation_id, header_version, &response, version).map(Some)
+    })
+}
+
+/// Every API Sluice serves. ApiVersions answers from this list.
+pub const REGISTRY: &[ApiEntry] = &[
+    entry::<api_versions::ApiVersionsHandler>(),
+    entry::<metadata::MetadataHandler>(),
+    entry::<produce::ProduceHandler>(),
+    entry::<fetch::FetchHandler>(),
+    entry::<list_offsets::ListOffsetsHandler>(),
+];
+
+/// The registry row for `key`, if Sluice serves it.
+pub fn lookup(key: ApiKey) -> Option<&'static ApiEntry> {
+    REGISTRY.iter().find(|e| e.key == key)
+}
+
+/// Whether Sluice serves `key` at `version`.
+pub fn is_supported(key: ApiKey, version: i16) -> bool {
+    lookup(key).is_some_and(|e| (e.min_version..=e.max_version).contains(&version))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn registry_is_within_what_the_codec_can_encode() {
+        for e in REGISTRY {
+            let codec = e.key.valid_versions();
+            assert!(e.min_version >= codec.min && e.max_version <= codec.max, "{:?}", e.key);
+            assert!(e.min_version <= e.max_version);
+        }
+        let mut keys: Vec<i16> = REGISTRY.iter().map(|e| e.key as i16).collect();
+        keys.sort_unstable();
+        keys.dedup();
+        assert_eq!(keys.len(), REGISTRY.len(), "an api key is registered twice");
+    }
+}

@@ -1,0 +1,122 @@
+//! Produce (key 0), versions 3-13: validate each partition's record batches, append them to the
+//! leader's log, and answer when the acks level is met (acks=1/all: fsynced by default; acks=0:
+//! no response at all). Topics are named (v3-12) or identified by topic id (v13).
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use kafka_protocol::error::ResponseError;
+use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
+use kafka_protocol::messages::{ApiKey, ProduceRequest, ProduceResponse};
+use kafka_protocol::protocol::StrBytes;
+use sluice_controller::image::MetadataImage;
+use uuid::Uuid;
+
+use super::errors::storage_error;
+use super::{Handler, RequestContext};
+use crate::broker::Broker;
+use crate::replica::manager::PartitionError;
+
+pub struct ProduceHandler;
+
+/// First version that names topics by id instead of by name.
+const TOPIC_ID_VERSION: i16 = 13;
+
+fn error_partition(index: i32, error: ResponseError) -> PartitionProduceResponse {
+    PartitionProduceResponse::default()
+        .with_index(index)
+        .with_error_code(error.code())
+        .with_base_offset(-1)
+        .with_log_append_time_ms(-1)
+        .with_log_start_offset(-1)
+}
+
+fn partition_error(e: &PartitionError) -> ResponseError {
+    match e {
+        PartitionError::UnknownTopicOrPartition => ResponseError::UnknownTopicOrPartition,
+        PartitionError::NotLeader => ResponseError::NotLeaderOrFollower,
+        PartitionError::Storage(s) => storage_error(s),
+    }
+}
+
+struct PartitionWrite {
+    topic_id: Option<Uuid>,
+    unknown_topic_error: ResponseError,
+    index: i32,
+    records: Option<Bytes>,
+}
+
+async fn produce_partition(broker: &Broker, image: &MetadataImage, write: PartitionWrite, durable: bool) -> PartitionProduceResponse {
+    let Some(topic_id) = write.topic_id else { return error_partition(write.index, write.unknown_topic_error) };
+    let partition = match broker.replicas.leader_partition(image, topic_id, write.index).await {
+        Ok(p) => p,
+        Err(e) => return error_partition(write.index, partition_error(&e)),
+    };
+    let Some(records) = write.records.filter(|r| !r.is_empty()) else {
+        return error_partition(write.index, ResponseError::InvalidRecord);
+    };
+    let leader_epoch = image
+        .topics
+        .get(&topic_id)
+        .and_then(|t| t.partitions.get(&write.index))
+        .map_or(0, |p| p.leader_epoch);
+    // The one copy of the record bytes: into a buffer the log may rewrite in place.
+    match partition.append(records.to_vec(), leader_epoch, durable).await {
+        Ok(info) => PartitionProduceResponse::default()
+            .with_index(write.index)
+            .with_base_offset(info.base_offset)
+            .with_log_append_time_ms(info.log_append_time_ms)
+            .with_log_start_offset(info.log_start_offset),
+        Err(e) => {
+            tracing::debug!(topic = %partition.topic, partition = write.index, error = %e, "produce refused");
+            let mut response = error_partition(write.index, storage_error(&e));
+            response.error_message = Some(StrBytes::from_string(e.to_string()));
+            response
+        }
+    }
+}
+
+impl Handler for ProduceHandler {
+    type Request = ProduceRequest;
+    type Response = ProduceResponse;
+    const KEY: ApiKey = ApiKey::Produce;
+    const VERSIONS: (i16, i16) = (3, 13);
+
+    async fn handle(broker: Arc<Broker>, ctx: RequestContext, request: ProduceRequest) -> Option<ProduceResponse> {
+        let image = broker.metadata.image();
+        let acks = request.acks;
+        let request_error = if !matches!(acks, -1..=1) {
+            Some(ResponseError::InvalidRequiredAcks)
+        } else if request.transactional_id.is_some() {
+            // Transactions are a later issue; refuse rather than write outside a transaction.
+            Some(ResponseError::InvalidTxnState)
+        } else {
+            None
+        };
+        let by_id = ctx.api_version >= TOPIC_ID_VERSION;
+        let (broker, image) = (&broker, &image);
+        // Every partition of every topic is written concurrently, so one fsync (group commit)
+        // can cover the whole request.
+        let topics = request.topic_data.into_iter().map(|topic| async move {
+            let (topic_id, unknown) = if by_id {
+                (image.topics.get(&topic.topic_id).map(|t| t.topic_id), ResponseError::UnknownTopicId)
+            } else {
+                (image.topic_by_name(topic.name.0.as_str()).map(|t| t.topic_id), ResponseError::UnknownTopicOrPartition)
+            };
+            let writes = topic.partition_data.into_iter().map(|p| async move {
+                let write = PartitionWrite { topic_id, unknown_topic_error: unknown, index: p.index, records: p.records };
+                match request_error {
+                    Some(e) => error_partition(write.index, e),
+                    None => produce_partition(broker, image, write, acks != 0).await,
+                }
+            });
+            let partitions = futures::future::join_all(writes).await;
+            TopicProduceResponse::default().with_name(topic.name).with_topic_id(topic.topic_id).with_partition_responses(partitions)
+        });
+        let topics = futures::future::join_all(topics).await;
+        if acks == 0 {
+            return None;
+        }
+        Some(ProduceResponse::default().with_responses(topics))
+    }
+}

@@ -1,0 +1,183 @@
+//! The replica manager: the set of partitions this broker hosts, kept in line with the image.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, RwLock};
+
+use sluice_controller::image::MetadataImage;
+use uuid::Uuid;
+
+use super::partition::Partition;
+use crate::config::BrokerConfig;
+use crate::storage::{Log, StorageError};
+
+/// File in each partition directory naming the topic id it belongs to (as Kafka's
+/// `partition.metadata`), so a topic deleted and re-created under the same name while the broker
+/// was down is not confused with the old one.
+const PARTITION_METADATA: &str = "partition.metadata";
+
+/// Why a partition cannot be served here.
+#[derive(Debug, thiserror::Error)]
+pub enum PartitionError {
+    #[error("unknown topic or partition")]
+    UnknownTopicOrPartition,
+    #[error("this broker is not the leader")]
+    NotLeader,
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+}
+
+type Key = (Uuid, i32);
+
+/// See the module documentation.
+pub struct ReplicaManager {
+    config: BrokerConfig,
+    partitions: RwLock<HashMap<Key, Arc<Partition>>>,
+    open_lock: tokio::sync::Mutex<()>,
+}
+
+fn partition_dir(data_dir: &Path, topic: &str, index: i32) -> PathBuf {
+    data_dir.join(format!("{topic}-{index}"))
+}
+
+impl ReplicaManager {
+    pub fn new(config: BrokerConfig) -> Self {
+        Self { config, partitions: RwLock::new(HashMap::new()), open_lock: tokio::sync::Mutex::new(()) }
+    }
+
+    fn read_map(&self) -> std::sync::RwLockReadGuard<'_, HashMap<Key, Arc<Partition>>> {
+        // A poisoned lock means a panic while holding it; the map itself is always consistent
+        // (single insert/remove calls), so keep serving.
+        self.partitions.read().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn write_map(&self) -> std::sync::RwLockWriteGuard<'_, HashMap<Key, Arc<Partition>>> {
+        self.partitions.write().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// The open partition, if this broker hosts it.
+    pub fn get(&self, topic_id: Uuid, index: i32) -> Option<Arc<Partition>> {
+        self.read_map().get(&(topic_id, index)).cloned()
+    }
+
+    /// Every open partition.
+    pub fn all(&self) -> Vec<Arc<Partition>> {
+        self.read_map().values().cloned().collect()
+    }
+
+    /// The partition `topic_id`/`index` led by this broker, opening its log if needed.
+    ///
+    /// # Errors
+    /// Unknown in the image, led elsewhere, or its log failed to open.
+    pub async fn leader_partition(&self, image: &MetadataImage, topic_id: Uuid, index: i32) -> Result<Arc<Partition>, PartitionError> {
+        let topic = image.topics.get(&topic_id).ok_or(PartitionError::UnknownTopicOrPartition)?;
+        let p = topic.partitions.get(&index).ok_or(PartitionError::UnknownTopicOrPartition)?;
+        if p.leader != self.config.node_id {
+            return Err(PartitionError::NotLeader);
+        }
+        if let Some(partition) = self.get(topic_id, index) {
+            return Ok(partition);
+        }
+        self.open(image, topic_id, index).await
+    }
+
+    async fn open(&self, image: &MetadataImage, topic_id: Uuid, index: i32) -> Result<Arc<Partition>, PartitionError> {
+        let _guard = self.open_lock.lock().await;
+        if let Some(partition) = self.get(topic_id, index) {
+            return Ok(partition);
+        }
+        let topic = image.topics.get(&topic_id).ok_or(PartitionError::UnknownTopicOrPartition)?;
+        let name = topic.name.clone();
+        let dir = partition_dir(&self.config.data_dir, &name, index);
+        let log_config = self.config.log_config(&image.topic_configs(&name));
+        let log = tokio::task::spawn_blocking(move || open_partition_log(&dir, topic_id, log_config))
+            .await
+            .map_err(|e| StorageError::Io(std::io::Error::other(e.to_string())))??;
+        let partition = Arc::new(Partition::new(name, topic_id, index, log));
+        self.write_map().insert((topic_id, index), Arc::clone(&partition));
+        Ok(partition)
+    }
+
+    /// Brings the hosted set in line with `image`: opens every partition this broker leads,
+    /// applies changed topic configs, and closes and deletes partitions whose topic is gone.
+    ///
+    /// # Errors
+    /// The first log that failed to open.
+    pub async fn sync_with_image(&self, image: &MetadataImage) -> Result<(), PartitionError> {
+        for topic in image.topics.values() {
+            let log_config = self.config.log_config(&image.topic_configs(&topic.name));
+            for p in topic.partitions.values().filter(|p| p.leader == self.config.node_id) {
+                let partition = self.leader_partition(image, topic.topic_id, p.partition).await?;
+                if partition.log.config() != log_config {
+                    partition.log.update_config(log_config.clone());
+                }
+            }
+        }
+        let gone: Vec<Arc<Partition>> = {
+            let mut map = self.write_map();
+            let keys: Vec<Key> = map
+                .keys()
+                .filter(|(id, index)| image.topics.get(id).and_then(|t| t.partitions.get(index)).is_none())
+                .copied()
+                .collect();
+            keys.iter().filter_map(|k| map.remove(k)).collect()
+        };
+        for partition in gone {
+            tracing::info!(topic = %partition.topic, partition = partition.index, "deleting partition of a deleted topic");
+            let log = Arc::clone(&partition.log);
+            let _ = tokio::task::spawn_blocking(move || log.delete()).await;
+        }
+        self.remove_orphan_dirs().await;
+        Ok(())
+    }
+
+    /// Deletes partition directories on disk that no hosted partition owns (their topic was
+    /// deleted while this broker was down, or re-created under a new id). Holds the open lock, so
+    /// a partition being opened concurrently is either already in the map or not yet on disk.
+    async fn remove_orphan_dirs(&self) {
+        let _guard = self.open_lock.lock().await;
+        let data_dir = self.config.data_dir.clone();
+        let hosted: Vec<PathBuf> = self.all().iter().map(|p| partition_dir(&data_dir, &p.topic, p.index)).collect();
+        let _ = tokio::task::spawn_blocking(move || {
+            let Ok(entries) = std::fs::read_dir(&data_dir) else { return };
+            for entry in entries.flatten() {
+                let path = entry.path();
+                if path.join(PARTITION_METADATA).is_file() && !hosted.contains(&path) {
+                    tracing::info!(dir = %path.display(), "removing partition directory of a deleted topic");
+                    let _ = std::fs::remove_dir_all(&path);
+                }
+            }
+        })
+        .await;
+    }
+
+    /// Flushes and closes every log (clean shutdown: the next start skips recovery).
+    pub async fn close_all(&self) {
+        for partition in self.all() {
+            let log = Arc::clone(&partition.log);
+            let result = tokio::task::spawn_blocking(move || log.close()).await;
+            if !matches!(result, Ok(Ok(()))) {
+                tracing::warn!(topic = %partition.topic, partition = partition.index, "log did not close cleanly");
+            }
+        }
+    }
+}
+
+/// Opens the log in `dir`, first removing it if it belonged to another topic id.
+fn open_partition_log(dir: &Path, topic_id: Uuid, config: crate::storage::LogConfig) -> Result<Log, StorageError> {
+    let marker = dir.join(PARTITION_METADATA);
+    let expected = format!("version: 0\ntopic_id: {topic_id}\n");
+    match std::fs::read_to_string(&marker) {
+        Ok(found) if found == expected => {}
+        Ok(_) => {
+            tracing::warn!(dir = %dir.display(), "partition directory belongs to an older topic; removing it");
+            std::fs::remove_dir_all(dir)?;
+        }
+        Err(_) => {}
+    }
+    let log = Log::open(dir, config, crate::clock::now_ms())?;
+    if !marker.is_file() {
+        std::fs::write(&marker, expected)?;
+    }
+    Ok(log)
+}

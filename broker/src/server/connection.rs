@@ -1,0 +1,134 @@
+//! One client connection.
+//!
+//! The reader takes frames off the socket (size checked against `socket.request.max.bytes` and
+//! admitted against `queued.max.request.bytes` before its buffer exists), decodes the header and
+//! starts the handler; the writer sends responses strictly in request order. At most
+//! `queued.max.requests` requests are in flight per connection. Anything malformed closes this
+//! connection only.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use bytes::{Bytes, BytesMut};
+use kafka_protocol::messages::ApiKey;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::tcp::OwnedWriteHalf;
+use tokio::net::TcpStream;
+use tokio::sync::{mpsc, Semaphore};
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
+
+use crate::broker::Broker;
+use crate::handlers::api_versions::unsupported_version_response;
+use crate::handlers::{is_supported, lookup, CallResult, RequestContext};
+use crate::protocol::codec::decode_request;
+use crate::protocol::frame::check_size;
+use crate::protocol::ProtocolError;
+
+/// How long in-flight requests may take to finish once shutdown begins.
+const SHUTDOWN_DRAIN_MS: u64 = 5_000;
+
+/// Serves one connection until the peer closes it, it misbehaves, or the broker shuts down.
+pub async fn serve(broker: Arc<Broker>, stream: TcpStream, peer: SocketAddr, request_bytes: Arc<Semaphore>) {
+    let (mut reader, writer) = stream.into_split();
+    let (tx, rx) = mpsc::channel::<JoinHandle<CallResult>>(broker.config.queued_max_requests);
+    let closing = CancellationToken::new();
+    let writer_task = broker.tasks.spawn(write_responses(writer, rx, closing.clone()));
+    let result = read_requests(&broker, &mut reader, &tx, &request_bytes, &closing).await;
+    if let Err(e) = &result {
+        tracing::info!(%peer, error = %e, "closing connection");
+    }
+    drop(tx);
+    let drain = tokio::time::timeout(std::time::Duration::from_millis(SHUTDOWN_DRAIN_MS), writer_task);
+    if drain.await.is_err() {
+        tracing::warn!(%peer, "in-flight requests did not finish in time; connection dropped");
+    }
+}
+
+async fn read_requests(
+    broker: &Arc<Broker>,
+    reader: &mut tokio::net::tcp::OwnedReadHalf,
+    tx: &mpsc::Sender<JoinHandle<CallResult>>,
+    request_bytes: &Arc<Semaphore>,
+    closing: &CancellationToken,
+) -> Result<(), ProtocolError> {
+    let max = broker.config.socket_request_max_bytes;
+    loop {
+        let mut size = [0u8; 4];
+        tokio::select! {
+            () = broker.shutdown.cancelled() => return Ok(()),
+            () = closing.cancelled() => return Ok(()),
+            r = reader.read_exact(&mut size) => if r.is_err() { return Ok(()) },
+        }
+        let size = check_size(size, max)?;
+        // A frame larger than the whole admission budget still gets in, alone.
+        let budget = broker.config.queued_max_request_bytes.min(Semaphore::MAX_PERMITS).max(1);
+        let permits = u32::try_from(size.min(budget)).unwrap_or(u32::MAX);
+        let Ok(permit) = Arc::clone(request_bytes).acquire_many_owned(permits).await else { return Ok(()) };
+        let mut frame = BytesMut::zeroed(size);
+        if reader.read_exact(&mut frame).await.is_err() {
+            return Ok(());
+        }
+        let handle = start_request(broker, frame.freeze())?;
+        let handle = broker.tasks.spawn(async move {
+            let result = handle.await;
+            drop(permit);
+            result
+        });
+        if tx.send(handle).await.is_err() {
+            return Ok(());
+        }
+    }
+}
+
+/// Decodes the header and starts the handler; the returned future yields the response frame.
+fn start_request(broker: &Arc<Broker>, frame: Bytes) -> Result<std::pin::Pin<Box<dyn std::future::Future<Output = CallResult> + Send>>, ProtocolError> {
+    let request = decode_request(frame, is_supported)?;
+    let span = tracing::debug_span!(
+        "request",
+        api_key = ?request.api_key,
+        api_version = request.api_version,
+        correlation_id = request.correlation_id,
+        client_id = request.client_id.as_deref().unwrap_or(""),
+    );
+    let entry = lookup(request.api_key);
+    let supported = is_supported(request.api_key, request.api_version);
+    match entry {
+        Some(entry) if supported => {
+            let ctx = RequestContext {
+                api_version: request.api_version,
+                correlation_id: request.correlation_id,
+                client_id: request.client_id,
+            };
+            Ok(Box::pin((entry.call)(Arc::clone(broker), ctx, request.body).instrument(span)))
+        }
+        _ if request.api_key == ApiKey::ApiVersions => {
+            let response = unsupported_version_response(request.correlation_id);
+            Ok(Box::pin(async move { response.map(Some) }))
+        }
+        _ => Err(ProtocolError::UnsupportedVersion { api_key: request.api_key as i16, version: request.api_version }),
+    }
+}
+
+async fn write_responses(mut writer: OwnedWriteHalf, mut rx: mpsc::Receiver<JoinHandle<CallResult>>, closing: CancellationToken) {
+    while let Some(handle) = rx.recv().await {
+        let frame = match handle.await {
+            Ok(Ok(Some(frame))) => frame,
+            Ok(Ok(None)) => continue,
+            Ok(Err(e)) => {
+                tracing::info!(error = %e, "request failed; closing connection");
+                break;
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "request handler panicked; closing connection");
+                break;
+            }
+        };
+        if writer.write_all(&frame).await.is_err() {
+            break;
+        }
+    }
+    closing.cancel();
+    let _ = writer.shutdown().await;
+}

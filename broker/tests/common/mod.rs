@@ -1,0 +1,296 @@
+//! Test harness shared by the integration tests: runs the real `sluice` binary on a free
+//! loopback port with a fresh data directory, waits for its ready line, and can stop it
+//! cleanly, kill it with SIGKILL, and start it again on the same port and data.
+
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// How long a broker may take to print its ready line.
+const READY_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// A running (or stopped) broker process.
+pub struct Broker {
+    pub port: u16,
+    pub data_dir: PathBuf,
+    _tmp: Option<tempfile::TempDir>,
+    child: Option<Child>,
+    extra_args: Vec<String>,
+    log: Arc<Mutex<String>>,
+}
+
+/// A free TCP port on 127.0.0.1 (bound and released; the broker binds it next).
+pub fn free_port() -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind an ephemeral port");
+    listener.local_addr().expect("local addr").port()
+}
+
+impl Broker {
+    /// Starts a broker with a fresh data directory and `extra_args` (e.g. `--set k=v`).
+    pub fn start(extra_args: &[&str]) -> Self {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let data_dir = tmp.path().join("data");
+        let mut broker = Self {
+            port: free_port(),
+            data_dir,
+            _tmp: Some(tmp),
+            child: None,
+            extra_args: extra_args.iter().map(|s| s.to_string()).collect(),
+            log: Arc::new(Mutex::new(String::new())),
+        };
+        broker.spawn();
+        broker
+    }
+
+    pub fn bootstrap(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    fn spawn(&mut self) {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_sluice"))
+            .arg("--data-dir")
+            .arg(&self.data_dir)
+            .arg("--listeners")
+            .arg(format!("PLAINTEXT://127.0.0.1:{}", self.port))
+            .args(&self.extra_args)
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start sluice");
+        let stderr = child.stderr.take().expect("stderr piped");
+        let (tx, rx) = std::sync::mpsc::channel();
+        let log = Arc::clone(&self.log);
+        std::thread::spawn(move || {
+            let mut ready_sent = false;
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if let Ok(mut l) = log.lock() {
+                    l.push_str(&line);
+                    l.push('\n');
+                }
+                if !ready_sent && line.contains("sluice ready") {
+                    ready_sent = true;
+                    let _ = tx.send(());
+                }
+            }
+        });
+        self.child = Some(child);
+        if rx.recv_timeout(READY_TIMEOUT).is_err() {
+            panic!("sluice did not become ready in {READY_TIMEOUT:?}; log:\n{}", self.log_text());
+        }
+    }
+
+    /// Everything the broker has logged so far.
+    pub fn log_text(&self) -> String {
+        self.log.lock().map(|l| l.clone()).unwrap_or_default()
+    }
+
+    /// Whether the process is still running.
+    pub fn is_running(&mut self) -> bool {
+        self.child.as_mut().is_some_and(|c| matches!(c.try_wait(), Ok(None)))
+    }
+
+    /// SIGKILL, no chance to flush or write a clean-shutdown marker.
+    pub fn kill9(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// SIGTERM and wait for a clean exit; returns the exit status success.
+    pub fn stop(&mut self) -> bool {
+        let Some(mut child) = self.child.take() else { return true };
+        // SAFETY: sending a signal to our own child process by pid.
+        unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Ok(Some(status)) = child.try_wait() {
+                return status.success();
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Starts the broker again on the same port and data directory.
+    pub fn restart(&mut self) {
+        self.spawn();
+    }
+
+    pub fn data_dir(&self) -> &Path {
+        &self.data_dir
+    }
+}
+
+impl Drop for Broker {
+    fn drop(&mut self) {
+        self.kill9();
+    }
+}
+
+/// Sends one raw frame (size prefix added here) and returns the raw response frame body, or
+/// `None` if the broker closed the connection.
+pub fn raw_roundtrip(stream: &mut TcpStream, body: &[u8]) -> Option<Vec<u8>> {
+    let mut frame = (body.len() as i32).to_be_bytes().to_vec();
+    frame.extend_from_slice(body);
+    stream.write_all(&frame).ok()?;
+    read_frame(stream)
+}
+
+/// Reads one size-prefixed frame, or `None` on EOF/error.
+pub fn read_frame(stream: &mut TcpStream) -> Option<Vec<u8>> {
+    let mut size = [0u8; 4];
+    stream.read_exact(&mut size).ok()?;
+    let size = i32::from_be_bytes(size);
+    let mut body = vec![0u8; usize::try_from(size).ok()?];
+    stream.read_exact(&mut body).ok()?;
+    Some(body)
+}
+
+/// A raw ApiVersions v0 request (header v1: key, version, correlation id, client id).
+pub fn api_versions_v0(correlation_id: i32) -> Vec<u8> {
+    let mut b = Vec::new();
+    b.extend_from_slice(&18i16.to_be_bytes());
+    b.extend_from_slice(&0i16.to_be_bytes());
+    b.extend_from_slice(&correlation_id.to_be_bytes());
+    b.extend_from_slice(&4i16.to_be_bytes());
+    b.extend_from_slice(b"test");
+    b
+}
+
+/// Asserts the broker answers a well-formed ApiVersions request on a new connection.
+pub fn assert_serves(broker: &Broker) {
+    let mut stream = TcpStream::connect(broker.bootstrap()).expect("connect");
+    stream.set_read_timeout(Some(Duration::from_secs(10))).expect("timeout");
+    let response = raw_roundtrip(&mut stream, &api_versions_v0(7)).expect("broker answers ApiVersions");
+    assert_eq!(&response[..4], &7i32.to_be_bytes(), "correlation id echoed");
+    assert_eq!(&response[4..6], &0i16.to_be_bytes(), "no error");
+}
+
+/// A TCP proxy that forwards bytes both ways between clients and `upstream`, and on a seeded
+/// schedule severs every live connection (both sockets shut down), so responses to requests
+/// the broker has already handled are lost and clients must retry.
+pub struct FaultProxy {
+    pub port: u16,
+    cuts: Arc<std::sync::atomic::AtomicU64>,
+    accepted: Arc<std::sync::atomic::AtomicU64>,
+    stop: Arc<std::sync::atomic::AtomicBool>,
+    listener: Option<TcpListener>,
+    threads: Vec<std::thread::JoinHandle<()>>,
+}
+
+/// One proxied connection: both sockets, and whether its forwarding has ended by itself.
+struct ProxiedConnection {
+    client: TcpStream,
+    upstream: TcpStream,
+    done: Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl FaultProxy {
+    /// Binds a loopback port now, so it can be advertised before the broker starts; forwards
+    /// nothing until [`FaultProxy::start`].
+    pub fn bind() -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind proxy port");
+        Self {
+            port: listener.local_addr().expect("proxy addr").port(),
+            cuts: Arc::default(),
+            accepted: Arc::default(),
+            stop: Arc::default(),
+            listener: Some(listener),
+            threads: Vec::new(),
+        }
+    }
+
+    /// Starts forwarding to `upstream` and cutting all live connections every
+    /// `cut_every_ms.0..=cut_every_ms.1` milliseconds (chosen by an xorshift seeded with `seed`).
+    pub fn start(&mut self, upstream: String, cut_every_ms: (u64, u64), seed: u64) {
+        use std::sync::atomic::Ordering;
+        let listener = self.listener.take().expect("FaultProxy::start called twice");
+        let live: Arc<Mutex<Vec<ProxiedConnection>>> = Arc::default();
+        let (stop, accepted, live_accept) = (Arc::clone(&self.stop), Arc::clone(&self.accepted), Arc::clone(&live));
+        self.threads.push(std::thread::spawn(move || {
+            for client in listener.incoming() {
+                if stop.load(Ordering::SeqCst) {
+                    break;
+                }
+                let Ok(client) = client else { continue };
+                let Ok(upstream) = TcpStream::connect(&upstream) else { continue };
+                accepted.fetch_add(1, Ordering::SeqCst);
+                let done = Arc::new(std::sync::atomic::AtomicBool::new(false));
+                pump(&client, &upstream, &done);
+                pump(&upstream, &client, &done);
+                if let Ok(mut l) = live_accept.lock() {
+                    l.retain(|c| !c.done.load(Ordering::SeqCst));
+                    l.push(ProxiedConnection { client, upstream, done });
+                }
+            }
+        }));
+        let (stop, cuts) = (Arc::clone(&self.stop), Arc::clone(&self.cuts));
+        let (low, high) = cut_every_ms;
+        self.threads.push(std::thread::spawn(move || {
+            let mut x = seed | 1;
+            // The sleep is the fault schedule itself, not a wait for some condition.
+            while !stop.load(Ordering::SeqCst) {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                std::thread::sleep(Duration::from_millis(low + x % (high - low + 1)));
+                let Ok(mut l) = live.lock() else { return };
+                for c in l.drain(..) {
+                    if !c.done.load(Ordering::SeqCst) {
+                        cuts.fetch_add(1, Ordering::SeqCst);
+                    }
+                    let _ = c.client.shutdown(std::net::Shutdown::Both);
+                    let _ = c.upstream.shutdown(std::net::Shutdown::Both);
+                }
+            }
+        }));
+    }
+
+    /// Live connections severed so far.
+    pub fn cuts(&self) -> u64 {
+        self.cuts.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// Client connections accepted (and connected upstream) so far.
+    pub fn accepted(&self) -> u64 {
+        self.accepted.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    pub fn address(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+}
+
+impl Drop for FaultProxy {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::SeqCst);
+        // Wake the accept loop so it sees the stop flag.
+        let _ = TcpStream::connect(self.address());
+        for t in self.threads.drain(..) {
+            let _ = t.join();
+        }
+    }
+}
+
+/// Copies `from` → `to` on a new thread until either side fails, then shuts both down.
+fn pump(from: &TcpStream, to: &TcpStream, done: &Arc<std::sync::atomic::AtomicBool>) {
+    let (Ok(mut from), Ok(mut to)) = (from.try_clone(), to.try_clone()) else { return };
+    let done = Arc::clone(done);
+    std::thread::spawn(move || {
+        let _ = std::io::copy(&mut from, &mut to);
+        let _ = from.shutdown(std::net::Shutdown::Both);
+        let _ = to.shutdown(std::net::Shutdown::Both);
+        done.store(true, std::sync::atomic::Ordering::SeqCst);
+    });
+}
