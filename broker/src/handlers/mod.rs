@@ -5,9 +5,18 @@
 //! answer, so the two cannot disagree. Handlers turn storage and controller errors into Kafka
 //! error codes ([`errors`]); a failure on one partition is that partition's error code.
 
+pub mod alter_configs;
 pub mod api_versions;
+pub mod create_partitions;
+pub mod create_topics;
+pub mod delete_topics;
+pub mod describe_cluster;
+pub mod describe_configs;
+pub mod describe_topic_partitions;
 pub mod errors;
 pub mod fetch;
+pub mod incremental_alter_configs;
+pub mod init_producer_id;
 pub mod list_offsets;
 pub mod metadata;
 pub mod produce;
@@ -82,6 +91,15 @@ pub const REGISTRY: &[ApiEntry] = &[
     entry::<produce::ProduceHandler>(),
     entry::<fetch::FetchHandler>(),
     entry::<list_offsets::ListOffsetsHandler>(),
+    entry::<create_topics::CreateTopicsHandler>(),
+    entry::<delete_topics::DeleteTopicsHandler>(),
+    entry::<init_producer_id::InitProducerIdHandler>(),
+    entry::<describe_configs::DescribeConfigsHandler>(),
+    entry::<alter_configs::AlterConfigsHandler>(),
+    entry::<create_partitions::CreatePartitionsHandler>(),
+    entry::<incremental_alter_configs::IncrementalAlterConfigsHandler>(),
+    entry::<describe_cluster::DescribeClusterHandler>(),
+    entry::<describe_topic_partitions::DescribeTopicPartitionsHandler>(),
 ];
 
 /// The registry row for `key`, if Sluice serves it.
