@@ -183,6 +183,7 @@ pub fn assert_serves(broker: &Broker) {
 pub struct FaultProxy {
     pub port: u16,
     cuts: Arc<std::sync::atomic::AtomicU64>,
+    cutting: Arc<std::sync::atomic::AtomicBool>,
     accepted: Arc<std::sync::atomic::AtomicU64>,
     stop: Arc<std::sync::atomic::AtomicBool>,
     listener: Option<TcpListener>,
@@ -204,6 +205,7 @@ impl FaultProxy {
         Self {
             port: listener.local_addr().expect("proxy addr").port(),
             cuts: Arc::default(),
+            cutting: Arc::new(std::sync::atomic::AtomicBool::new(true)),
             accepted: Arc::default(),
             stop: Arc::default(),
             listener: Some(listener),
@@ -235,7 +237,7 @@ impl FaultProxy {
                 }
             }
         }));
-        let (stop, cuts) = (Arc::clone(&self.stop), Arc::clone(&self.cuts));
+        let (stop, cuts, cutting) = (Arc::clone(&self.stop), Arc::clone(&self.cuts), Arc::clone(&self.cutting));
         let (low, high) = cut_every_ms;
         self.threads.push(std::thread::spawn(move || {
             let mut x = seed | 1;
@@ -245,6 +247,9 @@ impl FaultProxy {
                 x ^= x >> 7;
                 x ^= x << 17;
                 std::thread::sleep(Duration::from_millis(low + x % (high - low + 1)));
+                if !cutting.load(Ordering::SeqCst) {
+                    continue;
+                }
                 let Ok(mut l) = live.lock() else { return };
                 for c in l.drain(..) {
                     if !c.done.load(Ordering::SeqCst) {
@@ -255,6 +260,11 @@ impl FaultProxy {
                 }
             }
         }));
+    }
+
+    /// From now on only forwards; connections are no longer cut.
+    pub fn stop_cutting(&self) {
+        self.cutting.store(false, std::sync::atomic::Ordering::SeqCst);
     }
 
     /// Live connections severed so far.
@@ -293,4 +303,122 @@ fn pump(from: &TcpStream, to: &TcpStream, done: &Arc<std::sync::atomic::AtomicBo
         let _ = to.shutdown(std::net::Shutdown::Both);
         done.store(true, std::sync::atomic::Ordering::SeqCst);
     });
+}
+
+/// One record batch found in a segment file by [`segment_batches`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BatchSpan {
+    /// Byte position of the batch in the file.
+    pub position: u64,
+    /// Whole batch size: `batchLength + 12`.
+    pub size: u64,
+    pub base_offset: i64,
+    pub last_offset_delta: i32,
+    /// RecordBatch attributes; the low 3 bits are the compression codec.
+    pub attributes: i16,
+}
+
+/// Walks the RecordBatch v2 headers of a segment file's bytes (baseOffset i64, batchLength
+/// i32, partitionLeaderEpoch i32, magic i8, crc u32, attributes i16, lastOffsetDelta i32, ...)
+/// from the start, stopping where the bytes end or stop looking like a whole batch.
+pub fn segment_batches(bytes: &[u8]) -> Vec<BatchSpan> {
+    const HEADER_LEN: usize = 61;
+    let be = |at: usize, n: usize| bytes[at..at + n].iter().fold(0i64, |acc, b| (acc << 8) | i64::from(*b));
+    let mut spans = Vec::new();
+    let mut pos = 0usize;
+    while pos + HEADER_LEN <= bytes.len() {
+        let batch_length = be(pos + 8, 4) as i32;
+        let size = i64::from(batch_length) + 12;
+        if size < HEADER_LEN as i64 || pos as i64 + size > bytes.len() as i64 {
+            break;
+        }
+        spans.push(BatchSpan {
+            position: pos as u64,
+            size: size as u64,
+            base_offset: be(pos, 8),
+            last_offset_delta: be(pos + 23, 4) as i32,
+            attributes: be(pos + 21, 2) as i16,
+        });
+        pos += size as usize;
+    }
+    spans
+}
+
+/// A minimal Kafka client over one TCP connection, encoding requests with kafka-protocol:
+/// for tests that need exact control over what is sent (fetch sessions, error paths).
+pub struct RawClient {
+    stream: TcpStream,
+    correlation_id: i32,
+}
+
+impl RawClient {
+    pub fn connect(broker: &Broker) -> Self {
+        let stream = TcpStream::connect(broker.bootstrap()).expect("connect");
+        stream.set_read_timeout(Some(Duration::from_secs(30))).expect("read timeout");
+        Self { stream, correlation_id: 0 }
+    }
+
+    /// Sends `request` at `version` and decodes the response.
+    pub fn send<R>(&mut self, request: &R, version: i16) -> R::Response
+    where
+        R: kafka_protocol::protocol::Request,
+    {
+        use bytes::BytesMut;
+        use kafka_protocol::messages::RequestHeader;
+        use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
+        self.correlation_id += 1;
+        let header = RequestHeader::default()
+            .with_request_api_key(R::KEY)
+            .with_request_api_version(version)
+            .with_correlation_id(self.correlation_id)
+            .with_client_id(Some(StrBytes::from_static_str("raw-test")));
+        let mut buf = BytesMut::new();
+        header.encode(&mut buf, R::header_version(version)).expect("encode header");
+        request.encode(&mut buf, version).expect("encode request");
+        let body = raw_roundtrip(&mut self.stream, &buf).expect("broker answered");
+        let mut body = bytes::Bytes::from(body);
+        let header_version = <R::Response as kafka_protocol::protocol::HeaderVersion>::header_version(version);
+        let response_header = kafka_protocol::messages::ResponseHeader::decode(&mut body, header_version).expect("response header");
+        assert_eq!(response_header.correlation_id, self.correlation_id, "responses come back in order");
+        R::Response::decode(&mut body, version).expect("decode response")
+    }
+}
+
+/// Encodes `values` as one uncompressed v2 record batch (keys are the values' indexes).
+pub fn record_batch(values: &[&[u8]]) -> bytes::Bytes {
+    use kafka_protocol::records::{Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType};
+    let records: Vec<Record> = values
+        .iter()
+        .enumerate()
+        .map(|(i, v)| Record {
+            transactional: false,
+            control: false,
+            partition_leader_epoch: 0,
+            producer_id: -1,
+            producer_epoch: -1,
+            timestamp_type: TimestampType::Creation,
+            offset: i as i64,
+            // kafka-protocol starts a new batch whenever offset - sequence changes; keeping them
+            // in step makes all values one batch. With producer id -1 the broker ignores it.
+            sequence: i as i32,
+            timestamp: 1_700_000_000_000 + i as i64,
+            key: Some(bytes::Bytes::from(i.to_string())),
+            value: Some(bytes::Bytes::copy_from_slice(v)),
+            headers: Default::default(),
+            delete_horizon: false,
+        })
+        .collect();
+    let mut buf = bytes::BytesMut::new();
+    let options = RecordEncodeOptions { version: 2, compression: Compression::None };
+    RecordBatchEncoder::encode(&mut buf, records.iter(), &options).expect("encode batch");
+    buf.freeze()
+}
+
+impl RawClient {
+    /// Connects to `bootstrap` ("host:port").
+    pub fn connect_to(bootstrap: &str) -> Self {
+        let stream = TcpStream::connect(bootstrap).expect("connect");
+        stream.set_read_timeout(Some(Duration::from_secs(30))).expect("read timeout");
+        Self { stream, correlation_id: 0 }
+    }
 }
