@@ -77,6 +77,7 @@ fn main() -> std::process::ExitCode {
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
         )
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     let config = match collect_values(&args).and_then(|v| BrokerConfig::from_values(v).map_err(anyhow::Error::from)) {
         Ok(c) => c,

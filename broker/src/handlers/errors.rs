@@ -8,7 +8,7 @@ use crate::storage::StorageError;
 /// The Kafka error for a storage failure on one partition.
 pub fn storage_error(e: &StorageError) -> ResponseError {
     match e {
-        StorageError::CorruptMessage { .. } => ResponseError::CorruptMessage,
+        StorageError::CorruptMessage => ResponseError::CorruptMessage,
         StorageError::InvalidRecord { .. } => ResponseError::InvalidRecord,
         StorageError::MessageTooLarge { .. } => ResponseError::MessageTooLarge,
         StorageError::UnsupportedForMessageFormat { .. } => ResponseError::UnsupportedForMessageFormat,

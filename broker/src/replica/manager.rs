@@ -109,7 +109,7 @@ impl ReplicaManager {
             for p in topic.partitions.values().filter(|p| p.leader == self.config.node_id) {
                 let partition = self.leader_partition(image, topic.topic_id, p.partition).await?;
                 if partition.log.config() != log_config {
-                    partition.log.update_config(log_config.clone());
+                    partition.log.update_config(log_config);
                 }
             }
         }

@@ -37,7 +37,7 @@ impl Partition {
             .map_err(|e| StorageError::Io(std::io::Error::other(e.to_string())))??;
         self.publish_high_watermark();
         // A duplicate is acknowledged like the original, so it waits for the same durability.
-        let must_flush = durable && self.log.config().flush_messages <= 1;
+        let must_flush = durable && self.log.config().durable_acks();
         if must_flush {
             let log = Arc::clone(&self.log);
             let upto = info.last_offset + 1;

@@ -63,7 +63,7 @@ async fn read_requests(
         }
         let size = check_size(size, max)?;
         // A frame larger than the whole admission budget still gets in, alone.
-        let budget = broker.config.queued_max_request_bytes.min(Semaphore::MAX_PERMITS).max(1);
+        let budget = broker.config.queued_max_request_bytes.clamp(1, Semaphore::MAX_PERMITS);
         let permits = u32::try_from(size.min(budget)).unwrap_or(u32::MAX);
         let Ok(permit) = Arc::clone(request_bytes).acquire_many_owned(permits).await else { return Ok(()) };
         let mut frame = BytesMut::zeroed(size);

@@ -91,7 +91,7 @@ impl OffsetIndex {
         for e in buf.chunks_exact(OFFSET_ENTRY_LEN) {
             let o = u32::from_be_bytes([e[0], e[1], e[2], e[3]]);
             let p = u32::from_be_bytes([e[4], e[5], e[6], e[7]]);
-            let grows = index.last().map_or(true, |(lo, lp)| o > lo && p > lp);
+            let grows = index.last().is_none_or(|(lo, lp)| o > lo && p > lp);
             if !grows || u64::from(p) >= log_size || u64::from(o) >= offset_limit {
                 return Err(corrupted(path, "entry out of order or out of bounds"));
             }
@@ -177,7 +177,7 @@ impl TimeIndex {
             t.copy_from_slice(&e[..8]);
             let t = i64::from_be_bytes(t);
             let o = u32::from_be_bytes([e[8], e[9], e[10], e[11]]);
-            let grows = index.last().map_or(true, |(lt, lo)| t > lt && o >= lo);
+            let grows = index.last().is_none_or(|(lt, lo)| t > lt && o >= lo);
             if !grows || u64::from(o) >= offset_limit {
                 return Err(corrupted(path, "entry out of order or out of bounds"));
             }
