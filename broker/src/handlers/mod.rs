@@ -34,11 +34,43 @@ use crate::protocol::codec::{decode_body, encode_response};
 use crate::protocol::ProtocolError;
 
 /// What a handler knows about the request besides its body.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct RequestContext {
     pub api_version: i16,
     pub correlation_id: i32,
     pub client_id: Option<String>,
+    /// Lets the connection's next request start; see [`OrderGate`].
+    pub gate: OrderGate,
+}
+
+/// Requests of one connection are processed in order, as Kafka processes them: the next request
+/// starts only once this gate opens. It opens when the handler finishes (the gate is dropped with
+/// its context), or earlier when the handler says the rest of its work may overlap the next
+/// request (Produce, once its appends are done and only durability is awaited).
+#[derive(Debug, Default)]
+pub struct OrderGate {
+    open: Option<tokio::sync::oneshot::Sender<()>>,
+}
+
+impl OrderGate {
+    /// A gate and the receiver the next request waits on.
+    pub fn new() -> (Self, tokio::sync::oneshot::Receiver<()>) {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        (Self { open: Some(tx) }, rx)
+    }
+
+    /// Lets the next request start now.
+    pub fn release(&mut self) {
+        if let Some(tx) = self.open.take() {
+            let _ = tx.send(());
+        }
+    }
+}
+
+impl Drop for OrderGate {
+    fn drop(&mut self) {
+        self.release();
+    }
 }
 
 /// A Kafka API served by Sluice.

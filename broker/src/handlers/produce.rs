@@ -16,6 +16,8 @@ use super::errors::storage_error;
 use super::{Handler, RequestContext};
 use crate::broker::Broker;
 use crate::replica::manager::PartitionError;
+use crate::replica::Partition;
+use crate::storage::StorageError;
 
 pub struct ProduceHandler;
 
@@ -46,14 +48,18 @@ struct PartitionWrite {
     records: Option<Bytes>,
 }
 
-async fn produce_partition(broker: &Broker, image: &MetadataImage, write: PartitionWrite, durable: bool) -> PartitionProduceResponse {
-    let Some(topic_id) = write.topic_id else { return error_partition(write.index, write.unknown_topic_error) };
+/// A partition's answer, and (when the append succeeded) what must be durable before it is sent.
+type Appended = (PartitionProduceResponse, Option<(Arc<Partition>, i64)>);
+
+/// Phase one: validate and append (page cache only). Runs in request order per connection.
+async fn append_partition(broker: &Broker, image: &MetadataImage, write: PartitionWrite) -> Appended {
+    let Some(topic_id) = write.topic_id else { return (error_partition(write.index, write.unknown_topic_error), None) };
     let partition = match broker.replicas.leader_partition(image, topic_id, write.index).await {
         Ok(p) => p,
-        Err(e) => return error_partition(write.index, partition_error(&e)),
+        Err(e) => return (error_partition(write.index, partition_error(&e)), None),
     };
     let Some(records) = write.records.filter(|r| !r.is_empty()) else {
-        return error_partition(write.index, ResponseError::InvalidRecord);
+        return (error_partition(write.index, ResponseError::InvalidRecord), None);
     };
     let leader_epoch = image
         .topics
@@ -61,18 +67,35 @@ async fn produce_partition(broker: &Broker, image: &MetadataImage, write: Partit
         .and_then(|t| t.partitions.get(&write.index))
         .map_or(0, |p| p.leader_epoch);
     // The one copy of the record bytes: into a buffer the log may rewrite in place.
-    match partition.append(records.to_vec(), leader_epoch, durable).await {
-        Ok(info) => PartitionProduceResponse::default()
-            .with_index(write.index)
-            .with_base_offset(info.base_offset)
-            .with_log_append_time_ms(info.log_append_time_ms)
-            .with_log_start_offset(info.log_start_offset),
-        Err(e) => {
-            tracing::debug!(topic = %partition.topic, partition = write.index, error = %e, "produce refused");
-            let mut response = error_partition(write.index, storage_error(&e));
-            response.error_message = Some(StrBytes::from_string(e.to_string()));
-            response
+    match partition.append(records.to_vec(), leader_epoch).await {
+        Ok(info) => {
+            let response = PartitionProduceResponse::default()
+                .with_index(write.index)
+                .with_base_offset(info.base_offset)
+                .with_log_append_time_ms(info.log_append_time_ms)
+                .with_log_start_offset(info.log_start_offset);
+            // A duplicate is acknowledged like the original, so it waits for the same durability.
+            (response, Some((partition, info.last_offset + 1)))
         }
+        Err(e) => (storage_failure(&partition, write.index, &e), None),
+    }
+}
+
+fn storage_failure(partition: &Partition, index: i32, e: &StorageError) -> PartitionProduceResponse {
+    tracing::debug!(topic = %partition.topic, partition = index, error = %e, "produce refused");
+    let mut response = error_partition(index, storage_error(e));
+    response.error_message = Some(StrBytes::from_string(e.to_string()));
+    response
+}
+
+/// Phase two: wait until the append is durable (group commit), or turn it into an error.
+async fn await_durable(appended: Appended, durable: bool) -> PartitionProduceResponse {
+    match appended {
+        (response, Some((partition, upto))) if durable => match partition.make_durable(upto).await {
+            Ok(()) => response,
+            Err(e) => storage_failure(&partition, response.index, &e),
+        },
+        (response, _) => response,
     }
 }
 
@@ -82,7 +105,7 @@ impl Handler for ProduceHandler {
     const KEY: ApiKey = ApiKey::Produce;
     const VERSIONS: (i16, i16) = (3, 13);
 
-    async fn handle(broker: Arc<Broker>, ctx: RequestContext, request: ProduceRequest) -> Option<ProduceResponse> {
+    async fn handle(broker: Arc<Broker>, mut ctx: RequestContext, request: ProduceRequest) -> Option<ProduceResponse> {
         let image = broker.metadata.image();
         let acks = request.acks;
         let request_error = if !matches!(acks, -1..=1) {
@@ -95,8 +118,9 @@ impl Handler for ProduceHandler {
         };
         let by_id = ctx.api_version >= TOPIC_ID_VERSION;
         let (broker, image) = (&broker, &image);
-        // Every partition of every topic is written concurrently, so one fsync (group commit)
-        // can cover the whole request.
+        // Every partition of every topic is appended concurrently; then the connection's next
+        // request may start appending (order per connection is kept, as Kafka keeps it), while
+        // this one waits for durability, so one fsync (group commit) covers many requests.
         let topics = request.topic_data.into_iter().map(|topic| async move {
             let (topic_id, unknown) = if by_id {
                 (image.topics.get(&topic.topic_id).map(|t| t.topic_id), ResponseError::UnknownTopicId)
@@ -106,12 +130,19 @@ impl Handler for ProduceHandler {
             let writes = topic.partition_data.into_iter().map(|p| async move {
                 let write = PartitionWrite { topic_id, unknown_topic_error: unknown, index: p.index, records: p.records };
                 match request_error {
-                    Some(e) => error_partition(write.index, e),
-                    None => produce_partition(broker, image, write, acks != 0).await,
+                    Some(e) => (error_partition(write.index, e), None),
+                    None => append_partition(broker, image, write).await,
                 }
             });
-            let partitions = futures::future::join_all(writes).await;
-            TopicProduceResponse::default().with_name(topic.name).with_topic_id(topic.topic_id).with_partition_responses(partitions)
+            let appended = futures::future::join_all(writes).await;
+            (topic.name, topic.topic_id, appended)
+        });
+        let appended = futures::future::join_all(topics).await;
+        ctx.gate.release();
+        let durable = acks != 0;
+        let topics = appended.into_iter().map(|(name, topic_id, partitions)| async move {
+            let partitions = futures::future::join_all(partitions.into_iter().map(|a| await_durable(a, durable))).await;
+            TopicProduceResponse::default().with_name(name).with_topic_id(topic_id).with_partition_responses(partitions)
         });
         let topics = futures::future::join_all(topics).await;
         if acks == 0 {

@@ -24,28 +24,34 @@ impl Partition {
         Self { topic, topic_id, index, log: Arc::new(log), high_watermark }
     }
 
-    /// Appends a record set (in a blocking task: the write may touch the disk), then, when
-    /// `durable`, waits until it is fsynced (group commit), then wakes waiting fetches.
+    /// Appends a record set (in a blocking task: the write may touch the disk) and wakes
+    /// waiting fetches. The write is in the page cache only; see [`Self::make_durable`].
     ///
     /// # Errors
     /// The storage error for this partition.
-    pub async fn append(&self, mut records: Vec<u8>, leader_epoch: i32, durable: bool) -> Result<AppendInfo, StorageError> {
+    pub async fn append(&self, mut records: Vec<u8>, leader_epoch: i32) -> Result<AppendInfo, StorageError> {
         let log = Arc::clone(&self.log);
         let now_ms = crate::clock::now_ms();
         let info = tokio::task::spawn_blocking(move || log.append(&mut records, leader_epoch, now_ms))
             .await
             .map_err(|e| StorageError::Io(std::io::Error::other(e.to_string())))??;
         self.publish_high_watermark();
-        // A duplicate is acknowledged like the original, so it waits for the same durability.
-        let must_flush = durable && self.log.config().durable_acks();
-        if must_flush {
-            let log = Arc::clone(&self.log);
-            let upto = info.last_offset + 1;
-            tokio::task::spawn_blocking(move || log.flush_to(upto))
-                .await
-                .map_err(|e| StorageError::Io(std::io::Error::other(e.to_string())))??;
-        }
         Ok(info)
+    }
+
+    /// Waits until every offset below `upto` is fsynced, when the topic's durability setting
+    /// asks for that before an acknowledgement (group commit: concurrent callers share fsyncs).
+    ///
+    /// # Errors
+    /// The fsync failed: the write must not be acknowledged.
+    pub async fn make_durable(&self, upto: i64) -> Result<(), StorageError> {
+        if !self.log.config().durable_acks() {
+            return Ok(());
+        }
+        let log = Arc::clone(&self.log);
+        tokio::task::spawn_blocking(move || log.flush_to(upto))
+            .await
+            .map_err(|e| StorageError::Io(std::io::Error::other(e.to_string())))?
     }
 
     /// Tells delayed fetches where the high watermark is now.

@@ -21,13 +21,18 @@ use tracing::Instrument;
 
 use crate::broker::Broker;
 use crate::handlers::api_versions::unsupported_version_response;
-use crate::handlers::{is_supported, lookup, CallResult, RequestContext};
+use crate::handlers::{is_supported, lookup, CallResult, OrderGate, RequestContext};
 use crate::protocol::codec::decode_request;
 use crate::protocol::frame::check_size;
 use crate::protocol::ProtocolError;
 
 /// How long in-flight requests may take to finish once shutdown begins.
 const SHUTDOWN_DRAIN_MS: u64 = 5_000;
+/// How long a frame may go without a byte arriving once its size is read. The frame holds its
+/// `queued.max.request.bytes` admission meanwhile, so a client that stalls mid-frame (slowloris)
+/// must lose it rather than starve every other connection. 30 s is Kafka clients' default
+/// `request.timeout.ms`: a real client has given up on the request by then.
+const FRAME_STALL_MS: u64 = 30_000;
 
 /// Serves one connection until the peer closes it, it misbehaves, or the broker shuts down.
 pub async fn serve(broker: Arc<Broker>, stream: TcpStream, peer: SocketAddr, request_bytes: Arc<Semaphore>) {
@@ -54,6 +59,8 @@ async fn read_requests(
     closing: &CancellationToken,
 ) -> Result<(), ProtocolError> {
     let max = broker.config.socket_request_max_bytes;
+    // The gate the next request waits on: requests run one after another per connection.
+    let mut previous: Option<tokio::sync::oneshot::Receiver<()>> = None;
     loop {
         let mut size = [0u8; 4];
         tokio::select! {
@@ -67,12 +74,18 @@ async fn read_requests(
         let permits = u32::try_from(size.min(budget)).unwrap_or(u32::MAX);
         let Ok(permit) = Arc::clone(request_bytes).acquire_many_owned(permits).await else { return Ok(()) };
         let mut frame = BytesMut::zeroed(size);
-        if reader.read_exact(&mut frame).await.is_err() {
+        if !read_body(reader, &mut frame).await {
             return Ok(());
         }
-        let handle = start_request(broker, frame.freeze())?;
+        let (gate, next) = OrderGate::new();
+        let request = start_request(broker, frame.freeze(), gate)?;
+        let after = previous.replace(next);
         let handle = broker.tasks.spawn(async move {
-            let result = handle.await;
+            if let Some(after) = after {
+                // An error only means the previous request's gate was dropped: it is done.
+                let _ = after.await;
+            }
+            let result = request.await;
             drop(permit);
             result
         });
@@ -82,8 +95,25 @@ async fn read_requests(
     }
 }
 
+/// Fills `frame`; false when the peer closes or sends nothing for [`FRAME_STALL_MS`].
+async fn read_body(reader: &mut tokio::net::tcp::OwnedReadHalf, frame: &mut [u8]) -> bool {
+    let stall = std::time::Duration::from_millis(FRAME_STALL_MS);
+    let mut filled = 0;
+    while filled < frame.len() {
+        match tokio::time::timeout(stall, reader.read(&mut frame[filled..])).await {
+            Ok(Ok(n)) if n > 0 => filled += n,
+            Err(_) => {
+                tracing::info!(received = filled, size = frame.len(), "frame stalled; closing connection");
+                return false;
+            }
+            _ => return false,
+        }
+    }
+    true
+}
+
 /// Decodes the header and starts the handler; the returned future yields the response frame.
-fn start_request(broker: &Arc<Broker>, frame: Bytes) -> Result<std::pin::Pin<Box<dyn std::future::Future<Output = CallResult> + Send>>, ProtocolError> {
+fn start_request(broker: &Arc<Broker>, frame: Bytes, gate: OrderGate) -> Result<std::pin::Pin<Box<dyn std::future::Future<Output = CallResult> + Send>>, ProtocolError> {
     let request = decode_request(frame, is_supported)?;
     let span = tracing::debug_span!(
         "request",
@@ -100,6 +130,7 @@ fn start_request(broker: &Arc<Broker>, frame: Bytes) -> Result<std::pin::Pin<Box
                 api_version: request.api_version,
                 correlation_id: request.correlation_id,
                 client_id: request.client_id,
+                gate,
             };
             Ok(Box::pin((entry.call)(Arc::clone(broker), ctx, request.body).instrument(span)))
         }
