@@ -15,6 +15,7 @@ pub mod describe_configs;
 pub mod describe_topic_partitions;
 pub mod errors;
 pub mod fetch;
+pub mod find_coordinator;
 pub mod incremental_alter_configs;
 pub mod init_producer_id;
 pub mod list_offsets;
@@ -123,6 +124,7 @@ pub const REGISTRY: &[ApiEntry] = &[
     entry::<produce::ProduceHandler>(),
     entry::<fetch::FetchHandler>(),
     entry::<list_offsets::ListOffsetsHandler>(),
+    entry::<find_coordinator::FindCoordinatorHandler>(),
     entry::<create_topics::CreateTopicsHandler>(),
     entry::<delete_topics::DeleteTopicsHandler>(),
     entry::<init_producer_id::InitProducerIdHandler>(),
