@@ -208,6 +208,9 @@ impl BrokerConfig {
             flush_messages: num("flush.messages", d.flush_messages),
             flush_ms: num("flush.ms", d.flush_ms),
             message_timestamp_type_log_append: get("message.timestamp.type") == "LogAppendTime",
+            message_timestamp_before_max_ms: num("message.timestamp.before.max.ms", d.message_timestamp_before_max_ms),
+            message_timestamp_after_max_ms: num("message.timestamp.after.max.ms", d.message_timestamp_after_max_ms),
+            cleanup_delete: get("cleanup.policy").split(',').any(|p| p.trim() == "delete"),
             index_interval_bytes: u32::try_from(num("index.interval.bytes", 4096)).unwrap_or(4096),
             ..d
         }

@@ -47,8 +47,10 @@ pub const TOPIC_CONFIGS: &[TopicConfigDef] = &[
         choices: &["delete", "compact", "compact,delete", "delete,compact"],
         ..def("cleanup.policy", ConfigType::List, "delete", "log.cleanup.policy", None)
     },
+    // Sluice stores batches exactly as produced and never recompresses them, so only
+    // `producer` (Kafka's default) is accepted until recompression exists.
     TopicConfigDef {
-        choices: &["uncompressed", "zstd", "lz4", "snappy", "gzip", "producer"],
+        choices: &["producer"],
         ..def("compression.type", ConfigType::String, "producer", "compression.type", None)
     },
     def("delete.retention.ms", ConfigType::Long, "86400000", "log.cleaner.delete.retention.ms", Some(0)),

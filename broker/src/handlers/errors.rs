@@ -11,6 +11,7 @@ pub fn storage_error(e: &StorageError) -> ResponseError {
         StorageError::CorruptMessage => ResponseError::CorruptMessage,
         StorageError::InvalidRecord { .. } => ResponseError::InvalidRecord,
         StorageError::MessageTooLarge { .. } => ResponseError::MessageTooLarge,
+        StorageError::InvalidTimestamp { .. } => ResponseError::InvalidTimestamp,
         StorageError::UnsupportedForMessageFormat { .. } => ResponseError::UnsupportedForMessageFormat,
         StorageError::UnsupportedCompressionType { .. } => ResponseError::UnsupportedCompressionType,
         StorageError::OutOfOrderSequence { .. } => ResponseError::OutOfOrderSequenceNumber,

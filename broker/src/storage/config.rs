@@ -31,6 +31,13 @@ pub struct LogConfig {
     pub flush_ms: i64,
     /// `message.timestamp.type=LogAppendTime` when true, `CreateTime` when false.
     pub message_timestamp_type_log_append: bool,
+    /// `message.timestamp.before.max.ms`: how far in the past a CreateTime timestamp may be.
+    pub message_timestamp_before_max_ms: i64,
+    /// `message.timestamp.after.max.ms`: how far in the future a CreateTime timestamp may be.
+    pub message_timestamp_after_max_ms: i64,
+    /// `cleanup.policy` contains `delete`: retention deletes old segments. A `compact`-only
+    /// topic keeps them (compaction itself is a later feature).
+    pub cleanup_delete: bool,
     /// `index.interval.bytes`: log bytes between two offset-index entries.
     pub index_interval_bytes: u32,
     /// `segment.index.bytes`: roll when either index of the active segment reaches this size.
@@ -56,6 +63,9 @@ impl Default for LogConfig {
             flush_messages: 1,
             flush_ms: i64::MAX,
             message_timestamp_type_log_append: false,
+            message_timestamp_before_max_ms: i64::MAX,
+            message_timestamp_after_max_ms: 3_600_000,
+            cleanup_delete: true,
             index_interval_bytes: 4096,
             segment_index_bytes: 10 * 1024 * 1024,
         }

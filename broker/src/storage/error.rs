@@ -19,6 +19,12 @@ pub enum StorageError {
     #[error("invalid record: {0}")]
     InvalidRecord(String),
 
+    /// A CreateTime batch's timestamps lie further from the broker's clock than
+    /// `message.timestamp.before.max.ms` / `message.timestamp.after.max.ms` allow
+    /// (`INVALID_TIMESTAMP`).
+    #[error("timestamp {timestamp} of a record is out of range (broker time {now_ms}, {bound})")]
+    InvalidTimestamp { timestamp: i64, now_ms: i64, bound: &'static str },
+
     /// A batch is larger than `max.message.bytes` (`MESSAGE_TOO_LARGE`).
     #[error("batch of {size} bytes exceeds max.message.bytes {max}")]
     MessageTooLarge { size: usize, max: i32 },

@@ -178,6 +178,9 @@ impl LogInner {
     /// `retention.ms` or `retention.bytes`, or wholly below the log start, and never one holding
     /// offsets at or above the high watermark.
     fn deletable_count(&self, now_ms: i64) -> usize {
+        if !self.config.cleanup_delete {
+            return 0;
+        }
         let hw = self.high_watermark;
         let candidates = || self.rolled.iter().take_while(|s| s.next_offset <= hw);
         let below_start = candidates()
@@ -316,6 +319,7 @@ impl Log {
             stamp_log_append_time(records, &mut batches, now_ms);
             now_ms
         } else {
+            check_timestamps(&batches, &config, now_ms)?;
             -1
         };
         let mut inner = self.lock()?;
@@ -713,6 +717,23 @@ impl Log {
 
 fn poisoned() -> StorageError {
     StorageError::Corrupted("log state poisoned by a panic under its lock; reopen the log".into())
+}
+
+/// Checks CreateTime batches against `message.timestamp.before.max.ms` and
+/// `message.timestamp.after.max.ms`, as Kafka does (KIP-937), without decompressing: the batch
+/// header's first and largest timestamps stand for its records.
+fn check_timestamps(batches: &[BatchInfo], config: &LogConfig, now_ms: i64) -> Result<()> {
+    for b in batches {
+        let (first, max) = (b.header.base_timestamp, b.header.max_timestamp);
+        if max > now_ms.saturating_add(config.message_timestamp_after_max_ms) {
+            return Err(StorageError::InvalidTimestamp { timestamp: max, now_ms, bound: "message.timestamp.after.max.ms" });
+        }
+        // A timestamp of -1 means "none given", which Kafka accepts.
+        if first >= 0 && first < now_ms.saturating_sub(config.message_timestamp_before_max_ms) {
+            return Err(StorageError::InvalidTimestamp { timestamp: first, now_ms, bound: "message.timestamp.before.max.ms" });
+        }
+    }
+    Ok(())
 }
 
 /// Sets `LogAppendTime` on every batch of a validated set, keeping `batches` in step.
