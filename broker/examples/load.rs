@@ -185,7 +185,7 @@ async fn first_produce(args: &Args) -> Result<(), String> {
     while Instant::now() < deadline {
         if let Ok(producer) = producer(args) {
             let record = FutureRecord::to(&args.topic).key("k").payload("v");
-            if let Ok(Ok(_)) = producer.send(record, Duration::from_secs(1)).await {
+            if producer.send(record, Duration::from_secs(1)).await.is_ok() {
                 println!("mode=first-produce ms={:.1}", start.elapsed().as_secs_f64() * 1000.0);
                 let _ = producer.flush(Duration::from_secs(1));
                 return Ok(());
