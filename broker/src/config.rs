@@ -82,6 +82,8 @@ pub struct BrokerConfig {
     pub socket_request_max_bytes: usize,
     /// `max.connections`
     pub max_connections: usize,
+    /// `connections.max.idle.ms`: a connection that sends no request for this long is closed.
+    pub connections_max_idle_ms: u64,
     /// `queued.max.requests`: requests one connection may have in flight (pipelined).
     pub queued_max_requests: usize,
     /// `queued.max.request.bytes`: frame bytes admitted across all connections at once.
@@ -99,6 +101,7 @@ pub struct BrokerConfig {
 pub const BROKER_DEFAULTS: &[(&str, &str)] = &[
     ("advertised.listeners", ""),
     ("auto.create.topics.enable", "true"),
+    ("connections.max.idle.ms", "600000"),
     ("default.replication.factor", "1"),
     ("fetch.max.bytes", "57671680"),
     ("listeners", "PLAINTEXT://127.0.0.1:9092"),
@@ -154,6 +157,7 @@ impl BrokerConfig {
             socket_request_max_bytes: parse(&explicit, "socket.request.max.bytes")?,
             max_connections: parse(&explicit, "max.connections")?,
             queued_max_requests: parse(&explicit, "queued.max.requests")?,
+            connections_max_idle_ms: parse(&explicit, "connections.max.idle.ms")?,
             queued_max_request_bytes: parse(&explicit, "queued.max.request.bytes")?,
             log_retention_check_interval_ms: parse(&explicit, "log.retention.check.interval.ms")?,
             fetch_max_bytes: parse(&explicit, "fetch.max.bytes")?,

@@ -667,3 +667,67 @@ fn fuzz_seeds_replay_against_a_live_broker() {
     println!("seed verdicts: {verdicts:?}");
     assert_alive(&mut broker, "after every seed");
 }
+
+/// A client that pipelines many large fetches and never reads the answers stalls only itself:
+/// unwritten responses are bounded per connection, so the broker's memory stays flat and other
+/// clients are served.
+#[test]
+fn a_client_that_never_reads_cannot_grow_broker_memory() {
+    use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
+    use kafka_protocol::messages::{BrokerId, FetchRequest};
+    let mut broker = Broker::start(&["--set", "fetch.max.bytes=4194304"]);
+    let mut client = common::RawClient::connect(&broker);
+    let topic = MetadataRequestTopic::default().with_name(Some(TopicName(StrBytes::from_static_str("big"))));
+    let _ = client.send(&MetadataRequest::default().with_topics(Some(vec![topic])).with_allow_auto_topic_creation(true), 9);
+    // 4 MiB of data in one partition.
+    let value = vec![0x5au8; 64 * 1024];
+    for _ in 0..64 {
+        let batch = common::record_batch(&[value.as_slice()]);
+        let request = ProduceRequest::default().with_acks(1).with_timeout_ms(5000).with_topic_data(vec![TopicProduceData::default()
+            .with_name(TopicName(StrBytes::from_static_str("big")))
+            .with_partition_data(vec![PartitionProduceData::default().with_index(0).with_records(Some(batch))])]);
+        assert_eq!(client.send(&request, 9).responses[0].partition_responses[0].error_code, 0);
+    }
+    let before = broker.rss_kib().unwrap_or(0);
+    let fetch = FetchRequest::default()
+        .with_replica_id(BrokerId(-1))
+        .with_max_wait_ms(0)
+        .with_max_bytes(4 << 20)
+        .with_session_epoch(-1)
+        .with_topics(vec![FetchTopic::default()
+            .with_topic(TopicName(StrBytes::from_static_str("big")))
+            .with_partitions(vec![FetchPartition::default().with_partition(0).with_fetch_offset(0).with_partition_max_bytes(4 << 20)])]);
+    let header = RequestHeader::default().with_request_api_key(ApiKey::Fetch as i16).with_request_api_version(12).with_correlation_id(1);
+    let mut body = BytesMut::new();
+    header.encode(&mut body, 2).expect("header");
+    fetch.encode(&mut body, 12).expect("fetch");
+    let frame = framed(&body);
+    // 200 pipelined fetches of 4 MiB each: 800 MiB of answers if the broker buffered them all.
+    let mut greedy = connect(&broker);
+    greedy.set_write_timeout(Some(Duration::from_secs(5))).expect("write timeout");
+    for _ in 0..200 {
+        if greedy.write_all(&frame).is_err() {
+            break;
+        }
+    }
+    std::thread::sleep(Duration::from_secs(2));
+    let after = broker.rss_kib().unwrap_or(u64::MAX);
+    println!("broker RSS before {before} KiB, with the unread fetches {after} KiB");
+    assert!(after < before + 200 * 1024, "unread responses grew the broker by {} KiB", after - before);
+    assert_alive(&mut broker, "while a client refuses to read");
+    drop(greedy);
+}
+
+/// Connections that send nothing are closed after `connections.max.idle.ms`, freeing their
+/// `max.connections` slot.
+#[test]
+fn idle_connections_are_closed() {
+    let mut broker = Broker::start(&["--set", "connections.max.idle.ms=300", "--set", "max.connections=2"]);
+    let mut idle_a = connect(&broker);
+    let mut idle_b = connect(&broker);
+    idle_a.set_read_timeout(Some(Duration::from_secs(5))).expect("timeout");
+    idle_b.set_read_timeout(Some(Duration::from_secs(5))).expect("timeout");
+    assert_eq!(fate(&mut idle_a), Fate::Closed, "the idle connection was closed");
+    assert_eq!(fate(&mut idle_b), Fate::Closed);
+    assert_alive(&mut broker, "both slots free again");
+}

@@ -90,7 +90,7 @@ fn broker_config_type(name: &str) -> i8 {
         "auto.create.topics.enable" => ConfigType::Boolean,
         "default.replication.factor" | "fetch.max.bytes" | "max.connections" | "node.id" | "num.partitions"
         | "queued.max.requests" | "socket.request.max.bytes" => ConfigType::Int,
-        "log.retention.check.interval.ms" | "queued.max.request.bytes" => ConfigType::Long,
+        "connections.max.idle.ms" | "log.retention.check.interval.ms" | "queued.max.request.bytes" => ConfigType::Long,
         "advertised.listeners" | "listeners" | "log.dirs" => ConfigType::String,
         "process.roles" => ConfigType::List,
         _ => return CONFIG_TYPE_UNKNOWN,

@@ -45,30 +45,43 @@ pub struct RequestContext {
 }
 
 /// Requests of one connection are processed in order, as Kafka processes them: the next request
-/// starts only once this gate opens. It opens when the handler finishes (the gate is dropped with
-/// its context), or earlier when the handler says the rest of its work may overlap the next
-/// request (Produce, once its appends are done and only durability is awaited).
-#[derive(Debug, Default)]
+/// starts only once this gate opens. It opens when every holder has dropped it (the handler's
+/// context, and the connection until the response fits its memory budget), or earlier when a
+/// handler says the rest of its work may overlap the next request (Produce, once its appends are
+/// done and only durability is awaited).
+#[derive(Debug, Clone)]
 pub struct OrderGate {
-    open: Option<tokio::sync::oneshot::Sender<()>>,
+    inner: Arc<GateInner>,
+}
+
+#[derive(Debug)]
+struct GateInner {
+    open: std::sync::Mutex<Option<tokio::sync::oneshot::Sender<()>>>,
 }
 
 impl OrderGate {
     /// A gate and the receiver the next request waits on.
     pub fn new() -> (Self, tokio::sync::oneshot::Receiver<()>) {
         let (tx, rx) = tokio::sync::oneshot::channel();
-        (Self { open: Some(tx) }, rx)
+        (Self { inner: Arc::new(GateInner { open: std::sync::Mutex::new(Some(tx)) }) }, rx)
     }
 
     /// Lets the next request start now.
-    pub fn release(&mut self) {
-        if let Some(tx) = self.open.take() {
+    pub fn release(&self) {
+        self.inner.release();
+    }
+}
+
+impl GateInner {
+    fn release(&self) {
+        let sender = self.open.lock().map(|mut g| g.take()).unwrap_or_else(|p| p.into_inner().take());
+        if let Some(tx) = sender {
             let _ = tx.send(());
         }
     }
 }
 
-impl Drop for OrderGate {
+impl Drop for GateInner {
     fn drop(&mut self) {
         self.release();
     }

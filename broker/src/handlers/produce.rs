@@ -105,7 +105,7 @@ impl Handler for ProduceHandler {
     const KEY: ApiKey = ApiKey::Produce;
     const VERSIONS: (i16, i16) = (3, 13);
 
-    async fn handle(broker: Arc<Broker>, mut ctx: RequestContext, request: ProduceRequest) -> Option<ProduceResponse> {
+    async fn handle(broker: Arc<Broker>, ctx: RequestContext, request: ProduceRequest) -> Option<ProduceResponse> {
         let image = broker.metadata.image();
         let acks = request.acks;
         let request_error = if !matches!(acks, -1..=1) {

@@ -14,7 +14,7 @@ use kafka_protocol::messages::ApiKey;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::tcp::OwnedWriteHalf;
 use tokio::net::TcpStream;
-use tokio::sync::{mpsc, Semaphore};
+use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
@@ -25,6 +25,10 @@ use crate::handlers::{is_supported, lookup, CallResult, OrderGate, RequestContex
 use crate::protocol::codec::decode_request;
 use crate::protocol::frame::check_size;
 use crate::protocol::ProtocolError;
+
+/// A response frame with its share of the connection's response budget, or none (acks=0), or
+/// why the connection must close.
+type Pending = Result<Option<(Bytes, Option<OwnedSemaphorePermit>)>, ProtocolError>;
 
 /// How long in-flight requests may take to finish once shutdown begins.
 const SHUTDOWN_DRAIN_MS: u64 = 5_000;
@@ -37,7 +41,7 @@ const FRAME_STALL_MS: u64 = 30_000;
 /// Serves one connection until the peer closes it, it misbehaves, or the broker shuts down.
 pub async fn serve(broker: Arc<Broker>, stream: TcpStream, peer: SocketAddr, request_bytes: Arc<Semaphore>) {
     let (mut reader, writer) = stream.into_split();
-    let (tx, rx) = mpsc::channel::<JoinHandle<CallResult>>(broker.config.queued_max_requests);
+    let (tx, rx) = mpsc::channel::<JoinHandle<Pending>>(broker.config.queued_max_requests);
     let closing = CancellationToken::new();
     let writer_task = broker.tasks.spawn(write_responses(writer, rx, closing.clone()));
     let result = read_requests(&broker, &mut reader, &tx, &request_bytes, &closing).await;
@@ -54,19 +58,31 @@ pub async fn serve(broker: Arc<Broker>, stream: TcpStream, peer: SocketAddr, req
 async fn read_requests(
     broker: &Arc<Broker>,
     reader: &mut tokio::net::tcp::OwnedReadHalf,
-    tx: &mpsc::Sender<JoinHandle<CallResult>>,
+    tx: &mpsc::Sender<JoinHandle<Pending>>,
     request_bytes: &Arc<Semaphore>,
     closing: &CancellationToken,
 ) -> Result<(), ProtocolError> {
     let max = broker.config.socket_request_max_bytes;
     // The gate the next request waits on: requests run one after another per connection.
     let mut previous: Option<tokio::sync::oneshot::Receiver<()>> = None;
+    // Response bytes built but not yet written: a client that stops reading stalls its own
+    // requests instead of growing the broker's memory.
+    let response_budget = broker.config.fetch_max_bytes.clamp(1 << 20, Semaphore::MAX_PERMITS);
+    let responses = Arc::new(Semaphore::new(response_budget));
+    let idle = std::time::Duration::from_millis(broker.config.connections_max_idle_ms.max(1));
     loop {
         let mut size = [0u8; 4];
         tokio::select! {
             () = broker.shutdown.cancelled() => return Ok(()),
             () = closing.cancelled() => return Ok(()),
-            r = reader.read_exact(&mut size) => if r.is_err() { return Ok(()) },
+            r = tokio::time::timeout(idle, reader.read_exact(&mut size)) => match r {
+                Ok(Ok(_)) => {}
+                Ok(Err(_)) => return Ok(()),
+                Err(_) => {
+                    tracing::info!("connection idle for connections.max.idle.ms; closing");
+                    return Ok(());
+                }
+            },
         }
         let size = check_size(size, max)?;
         // A frame larger than the whole admission budget still gets in, alone.
@@ -78,8 +94,10 @@ async fn read_requests(
             return Ok(());
         }
         let (gate, next) = OrderGate::new();
+        let held = gate.clone();
         let request = start_request(broker, frame.freeze(), gate)?;
         let after = previous.replace(next);
+        let responses = Arc::clone(&responses);
         let handle = broker.tasks.spawn(async move {
             if let Some(after) = after {
                 // An error only means the previous request's gate was dropped: it is done.
@@ -87,7 +105,17 @@ async fn read_requests(
             }
             let result = request.await;
             drop(permit);
-            result
+            let pending = match result {
+                Ok(Some(frame)) => {
+                    let wanted = u32::try_from(frame.len().clamp(1, response_budget)).unwrap_or(u32::MAX);
+                    let budget = Arc::clone(&responses).acquire_many_owned(wanted).await.ok();
+                    Ok(Some((frame, budget)))
+                }
+                Ok(None) => Ok(None),
+                Err(e) => Err(e),
+            };
+            drop(held);
+            pending
         });
         if tx.send(handle).await.is_err() {
             return Ok(());
@@ -142,10 +170,11 @@ fn start_request(broker: &Arc<Broker>, frame: Bytes, gate: OrderGate) -> Result<
     }
 }
 
-async fn write_responses(mut writer: OwnedWriteHalf, mut rx: mpsc::Receiver<JoinHandle<CallResult>>, closing: CancellationToken) {
+async fn write_responses(mut writer: OwnedWriteHalf, mut rx: mpsc::Receiver<JoinHandle<Pending>>, closing: CancellationToken) {
     while let Some(handle) = rx.recv().await {
-        let frame = match handle.await {
-            Ok(Ok(Some(frame))) => frame,
+        // The budget permit is held until the frame is written.
+        let (frame, _budget) = match handle.await {
+            Ok(Ok(Some(written))) => written,
             Ok(Ok(None)) => continue,
             Ok(Err(e)) => {
                 tracing::info!(error = %e, "request failed; closing connection");

@@ -422,3 +422,12 @@ impl RawClient {
         Self { stream, correlation_id: 0 }
     }
 }
+
+impl Broker {
+    /// Resident memory of the broker process in KiB (VmRSS), if it is running.
+    pub fn rss_kib(&self) -> Option<u64> {
+        let pid = self.child.as_ref()?.id();
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+        status.lines().find_map(|l| l.strip_prefix("VmRSS:")).and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+    }
+}
