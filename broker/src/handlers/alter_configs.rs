@@ -16,7 +16,6 @@ use kafka_protocol::messages::{AlterConfigsRequest, AlterConfigsResponse, ApiKey
 use kafka_protocol::protocol::StrBytes;
 
 use super::describe_configs::{RESOURCE_BROKER, RESOURCE_TOPIC};
-use super::errors::controller_error;
 use super::{Handler, RequestContext};
 use crate::broker::Broker;
 
@@ -86,22 +85,8 @@ impl Handler for AlterConfigsHandler {
             changes.push((resource.resource_name.as_str().to_string(), new_overrides(resource)));
         }
         let outcomes = broker.controller.alter_topic_configs(&changes, request.validate_only).await;
-        let responses = slots
-            .into_iter()
-            .map(|slot| match slot {
-                Err(known) => known,
-                Ok(i) => {
-                    // `i` was `changes.len()` when its change was pushed, so it is in range.
-                    let name = StrBytes::from_string(changes[i].0.clone());
-                    let error = match outcomes.get(i) {
-                        Some(Ok(())) => None,
-                        Some(Err(e)) => Some((controller_error(e), e.to_string())),
-                        None => Some((ResponseError::UnknownServerError, "the controller gave no answer".to_string())),
-                    };
-                    answer(RESOURCE_TOPIC, &name, error)
-                }
-            })
-            .collect();
+        let names: Vec<String> = changes.iter().map(|(name, _)| name.clone()).collect();
+        let responses = super::slots::merge(slots, &names, &outcomes, |name, error| answer(RESOURCE_TOPIC, name, error));
         Some(AlterConfigsResponse::default().with_responses(responses))
     }
 }

@@ -18,7 +18,6 @@ use sluice_controller::ops::configs::AlterOp;
 
 use super::alter_configs::{duplicate_resources, non_topic_refusal};
 use super::describe_configs::RESOURCE_TOPIC;
-use super::errors::controller_error;
 use super::{Handler, RequestContext};
 use crate::broker::Broker;
 
@@ -99,22 +98,8 @@ impl Handler for IncrementalAlterConfigsHandler {
             }
         }
         let outcomes = broker.controller.incremental_alter_topic_configs(&changes, request.validate_only).await;
-        let responses = slots
-            .into_iter()
-            .map(|slot| match slot {
-                Err(known) => known,
-                Ok(i) => {
-                    // `i` was `changes.len()` when its change was pushed, so it is in range.
-                    let name = StrBytes::from_string(changes[i].0.clone());
-                    let error = match outcomes.get(i) {
-                        Some(Ok(())) => None,
-                        Some(Err(e)) => Some((controller_error(e), e.to_string())),
-                        None => Some((ResponseError::UnknownServerError, "the controller gave no answer".to_string())),
-                    };
-                    answer(RESOURCE_TOPIC, &name, error)
-                }
-            })
-            .collect();
+        let names: Vec<String> = changes.iter().map(|(name, _)| name.clone()).collect();
+        let responses = super::slots::merge(slots, &names, &outcomes, |name, error| answer(RESOURCE_TOPIC, name, error));
         Some(IncrementalAlterConfigsResponse::default().with_responses(responses))
     }
 }

@@ -21,6 +21,7 @@ pub mod init_producer_id;
 pub mod list_offsets;
 pub mod metadata;
 pub mod produce;
+pub mod slots;
 
 use std::future::Future;
 use std::pin::Pin;
