@@ -116,6 +116,15 @@ pub const BROKER_DEFAULTS: &[(&str, &str)] = &[
     ("socket.request.max.bytes", "104857600"),
 ];
 
+/// Broker configs Sluice reads that have no default of their own (units folded into `.ms`
+/// names, optional settings).
+const OTHER_KNOWN: &[&str] = &["broker.rack", "log.retention.hours", "log.retention.minutes", "log.roll.hours"];
+
+/// Whether Sluice reads broker config `name` (anything else is accepted but has no effect).
+pub fn is_known_broker_config(name: &str) -> bool {
+    broker_default(name).is_some() || OTHER_KNOWN.contains(&name)
+}
+
 /// The default of broker config `name`, if Sluice knows it.
 pub fn broker_default(name: &str) -> Option<&'static str> {
     if let Some((_, v)) = BROKER_DEFAULTS.iter().find(|(n, _)| *n == name) {

@@ -86,6 +86,9 @@ fn main() -> std::process::ExitCode {
             return std::process::ExitCode::from(2);
         }
     };
+    for name in config.explicit.keys().filter(|n| !sluice::config::is_known_broker_config(n)) {
+        tracing::warn!(config = %name, "unknown broker config; it has no effect");
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
