@@ -24,6 +24,7 @@ pub struct Broker {
     pub replicas: ReplicaManager,
     pub producer_ids: ProducerIdManager,
     pub fetch_sessions: std::sync::Mutex<crate::handlers::fetch::session::SessionCache>,
+    pub groups: crate::groups::GroupHost,
     pub shutdown: CancellationToken,
     pub tasks: TaskTracker,
 }
@@ -81,6 +82,24 @@ pub fn load_or_create_cluster_id(data_dir: &Path, node_id: i32) -> std::io::Resu
     Ok(id)
 }
 
+fn group_host_config(config: &BrokerConfig) -> crate::groups::GroupHostConfig {
+    let g = &config.groups;
+    crate::groups::GroupHostConfig {
+        partitions: g.offsets_topic_num_partitions,
+        replication_factor: g.offsets_topic_replication_factor,
+        group: crate::coordinator::group::GroupConfig {
+            initial_rebalance_delay_ms: g.initial_rebalance_delay_ms,
+            min_session_timeout_ms: g.min_session_timeout_ms,
+            max_session_timeout_ms: g.max_session_timeout_ms,
+            max_size: usize::try_from(g.max_size).unwrap_or(usize::MAX),
+            offsets_retention_ms: g.offsets_retention_minutes.saturating_mul(60_000),
+            offsets_retention_check_interval_ms: g.offsets_retention_check_interval_ms,
+            offset_metadata_max_bytes: usize::try_from(g.offset_metadata_max_bytes).unwrap_or(4096),
+            ..Default::default()
+        },
+    }
+}
+
 /// Opens the controller and the logs, registers this broker, and returns the shared state.
 ///
 /// # Errors
@@ -108,6 +127,7 @@ pub async fn start(config: BrokerConfig, advertised: Endpoint, shutdown: Cancell
     let metadata = MetadataView::new(controller.subscribe());
     let broker = Arc::new(Broker {
         replicas: ReplicaManager::new(config.clone()),
+        groups: crate::groups::GroupHost::new(group_host_config(&config)),
         config,
         cluster_id,
         advertised,

@@ -92,6 +92,8 @@ pub struct BrokerConfig {
     pub log_retention_check_interval_ms: u64,
     /// `fetch.max.bytes`: the most one Fetch response carries.
     pub fetch_max_bytes: usize,
+    /// Consumer-group coordination settings (`offsets.topic.*`, `group.*`).
+    pub groups: GroupSettings,
     /// Every value set explicitly, by Kafka name (file, environment, flags).
     pub explicit: BTreeMap<String, String>,
 }
@@ -104,12 +106,21 @@ pub const BROKER_DEFAULTS: &[(&str, &str)] = &[
     ("connections.max.idle.ms", "600000"),
     ("default.replication.factor", "1"),
     ("fetch.max.bytes", "57671680"),
+    ("group.initial.rebalance.delay.ms", "3000"),
+    ("group.max.session.timeout.ms", "1800000"),
+    ("group.max.size", "2147483647"),
+    ("group.min.session.timeout.ms", "6000"),
     ("listeners", "PLAINTEXT://127.0.0.1:9092"),
     ("log.dirs", "./data"),
     ("log.retention.check.interval.ms", "300000"),
     ("max.connections", "10000"),
     ("node.id", "1"),
     ("num.partitions", "1"),
+    ("offset.metadata.max.bytes", "4096"),
+    ("offsets.retention.check.interval.ms", "600000"),
+    ("offsets.retention.minutes", "10080"),
+    ("offsets.topic.num.partitions", "50"),
+    ("offsets.topic.replication.factor", "3"),
     ("process.roles", "broker,controller"),
     ("queued.max.request.bytes", "268435456"),
     ("queued.max.requests", "500"),
@@ -170,6 +181,7 @@ impl BrokerConfig {
             queued_max_request_bytes: parse(&explicit, "queued.max.request.bytes")?,
             log_retention_check_interval_ms: parse(&explicit, "log.retention.check.interval.ms")?,
             fetch_max_bytes: parse(&explicit, "fetch.max.bytes")?,
+            groups: GroupSettings::from_values(&explicit)?,
             explicit,
         };
         config.check_topic_synonyms()?;
@@ -235,6 +247,53 @@ impl BrokerConfig {
             host: if self.listener.host == "0.0.0.0" { "127.0.0.1".into() } else { self.listener.host.clone() },
             port: bound_port,
         })
+    }
+}
+
+/// Consumer-group coordination settings, by their Kafka names.
+#[derive(Debug, Clone)]
+pub struct GroupSettings {
+    /// `offsets.topic.num.partitions`
+    pub offsets_topic_num_partitions: i32,
+    /// `offsets.topic.replication.factor` (capped at the number of brokers when the topic is made)
+    pub offsets_topic_replication_factor: i16,
+    /// `group.initial.rebalance.delay.ms`
+    pub initial_rebalance_delay_ms: i64,
+    /// `group.min.session.timeout.ms`
+    pub min_session_timeout_ms: i32,
+    /// `group.max.session.timeout.ms`
+    pub max_session_timeout_ms: i32,
+    /// `group.max.size`
+    pub max_size: i32,
+    /// `offsets.retention.minutes`
+    pub offsets_retention_minutes: i64,
+    /// `offsets.retention.check.interval.ms`
+    pub offsets_retention_check_interval_ms: i64,
+    /// `offset.metadata.max.bytes`
+    pub offset_metadata_max_bytes: i32,
+}
+
+impl GroupSettings {
+    fn from_values(values: &BTreeMap<String, String>) -> Result<Self, ConfigError> {
+        let settings = Self {
+            offsets_topic_num_partitions: parse(values, "offsets.topic.num.partitions")?,
+            offsets_topic_replication_factor: parse(values, "offsets.topic.replication.factor")?,
+            initial_rebalance_delay_ms: parse(values, "group.initial.rebalance.delay.ms")?,
+            min_session_timeout_ms: parse(values, "group.min.session.timeout.ms")?,
+            max_session_timeout_ms: parse(values, "group.max.session.timeout.ms")?,
+            max_size: parse(values, "group.max.size")?,
+            offsets_retention_minutes: parse(values, "offsets.retention.minutes")?,
+            offsets_retention_check_interval_ms: parse(values, "offsets.retention.check.interval.ms")?,
+            offset_metadata_max_bytes: parse(values, "offset.metadata.max.bytes")?,
+        };
+        if settings.offsets_topic_num_partitions < 1 || settings.offsets_topic_replication_factor < 1 || settings.max_size < 1 {
+            return Err(ConfigError::Invalid {
+                name: "offsets.topic.num.partitions/offsets.topic.replication.factor/group.max.size".into(),
+                value: String::new(),
+                why: "must be at least 1".into(),
+            });
+        }
+        Ok(settings)
     }
 }
 

@@ -10,6 +10,8 @@ pub mod alloc;
 pub mod broker;
 pub mod clock;
 pub mod config;
+pub mod coordinator;
+pub mod groups;
 pub mod handlers;
 pub mod metadata;
 pub mod protocol;
