@@ -4,6 +4,9 @@
 //! last batch of a partition cut in half on disk) must be dropped on recovery, and a clean
 //! stop must lose nothing.
 
+// A test fails by panicking: expect/unwrap/panic are its assertions.
+#![allow(clippy::expect_used, clippy::unwrap_used, clippy::panic)]
+
 mod common;
 mod rdkafka_util;
 

@@ -2,6 +2,9 @@
 //! (KIP-227), long polling that waits for data or the deadline and no longer, and a fetch offset
 //! inside a batch returning the whole batch.
 
+// A test fails by panicking: expect/unwrap/panic are its assertions.
+#![allow(clippy::expect_used, clippy::unwrap_used, clippy::panic)]
+
 mod common;
 
 use std::time::{Duration, Instant};

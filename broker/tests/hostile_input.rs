@@ -6,6 +6,9 @@
 //! within a few seconds, then checks the process is still running and still serves.
 //! The randomized test prints its seed; `SLUICE_TEST_SEED=<n>` replays it.
 
+// A test fails by panicking: expect/unwrap/panic are its assertions.
+#![allow(clippy::expect_used, clippy::unwrap_used, clippy::panic)]
+
 mod common;
 
 use std::io::{ErrorKind, Read, Write};

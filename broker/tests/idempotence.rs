@@ -2,6 +2,9 @@
 //! responses are lost after the broker appended, librdkafka retries with the same producer id
 //! and sequence numbers, and the broker must neither lose nor duplicate nor reorder a record.
 
+// A test fails by panicking: expect/unwrap/panic are its assertions.
+#![allow(clippy::expect_used, clippy::unwrap_used, clippy::panic)]
+
 mod common;
 mod rdkafka_util;
 

@@ -3,6 +3,9 @@
 //! `Offset::End`, watermarks count what was written; and a `LogAppendTime` topic stamps records
 //! with the broker's clock, whatever the producer put in them.
 
+// A test fails by panicking: expect/unwrap/panic are its assertions.
+#![allow(clippy::expect_used, clippy::unwrap_used, clippy::panic)]
+
 mod common;
 mod rdkafka_util;
 

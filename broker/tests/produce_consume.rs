@@ -2,6 +2,9 @@
 //! broker acknowledges comes back byte for byte (key, value, headers, timestamp) at the offset
 //! its delivery report gave, with no gap and no duplicate, while the log rolls several times.
 
+// A test fails by panicking: expect/unwrap/panic are its assertions.
+#![allow(clippy::expect_used, clippy::unwrap_used, clippy::panic)]
+
 mod common;
 mod rdkafka_util;
 
@@ -31,7 +34,7 @@ fn record_content(i: u64) -> Content {
         value.push(x as u8);
     }
     value.extend(b"abcdefghijklmnopqrstuvwxyz".iter().cycle().take(20 + (x % 130) as usize));
-    let headers = if i % 7 == 0 {
+    let headers = if i.is_multiple_of(7) {
         vec![
             ("index".to_string(), Some(i.to_be_bytes().to_vec())),
             ("null-header".to_string(), None),

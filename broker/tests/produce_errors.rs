@@ -3,6 +3,9 @@
 //! topic configs that decide refusals (`max.message.bytes`, timestamp bounds), idempotent
 //! producer sequence checks, and retention moving the log start offset.
 
+// A test fails by panicking: expect/unwrap/panic are its assertions.
+#![allow(clippy::expect_used, clippy::unwrap_used, clippy::panic)]
+
 mod common;
 
 use std::time::{Duration, Instant};
