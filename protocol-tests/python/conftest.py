@@ -43,3 +43,26 @@ def pytest_runtest_makereport(item, call):
     if report.failed:
         for node in _live_brokers:
             report.sections.append((f"sluice broker log ({node.bootstrap})", node.log_tail()))
+
+
+# Broker settings for consumer-group tests: no initial rebalance delay (members that join one after
+# another are balanced at once, as the tests expect), and an offsets topic a single node can host.
+GROUP_BROKER_SETTINGS = {
+    "group.initial.rebalance.delay.ms": "0",
+    "offsets.topic.replication.factor": "1",
+}
+
+
+@pytest.fixture(scope="module")
+def group_broker(tmp_path_factory):
+    """Like `broker`, started with GROUP_BROKER_SETTINGS; shared by one test module."""
+    node = BrokerProcess(tmp_path_factory.mktemp("sluice"), settings=GROUP_BROKER_SETTINGS)
+    node.start()
+    _live_brokers.append(node)
+    try:
+        yield node
+    finally:
+        _live_brokers.remove(node)
+        code = node.stop()
+        if code not in (None, 0):
+            print(f"\nbroker exited with status {code} on SIGTERM\n{node.log_tail()}")

@@ -65,7 +65,11 @@ impl GroupHost {
 
     /// The queue of the coordinator for `group_id`, loading its partition first if needed.
     async fn shard(&self, broker: &Arc<Broker>, group_id: &str) -> Result<mpsc::Sender<Job>, GroupError> {
-        let partition = self.partition_of(group_id);
+        self.shard_at(broker, self.partition_of(group_id)).await
+    }
+
+    /// The queue of the coordinator of `partition`, loading it first if needed.
+    async fn shard_at(&self, broker: &Arc<Broker>, partition: i32) -> Result<mpsc::Sender<Job>, GroupError> {
         let mut shards = self.shards.lock().await;
         if let Some(tx) = shards.get(&partition).filter(|tx| !tx.is_closed()) {
             return Ok(tx.clone());
@@ -85,6 +89,24 @@ impl GroupHost {
     /// COORDINATOR_NOT_AVAILABLE while the internal topic cannot be created or read.
     pub async fn ensure_loaded(&self, broker: &Arc<Broker>, group_id: &str) -> Result<(), GroupError> {
         self.shard(broker, group_id).await.map(|_| ())
+    }
+
+    /// Loads every partition of an existing offsets topic that this broker leads, so that
+    /// [`Self::list`] sees every group: after a restart a partition is otherwise loaded only on
+    /// first use. Does not create the topic. A partition that cannot be loaded is skipped (the
+    /// loader logs why); the next call tries it again.
+    pub async fn load_all(&self, broker: &Arc<Broker>) {
+        let image = broker.metadata.image();
+        let Some(topic) = image.topic_by_name(OFFSETS_TOPIC) else { return };
+        let led: Vec<i32> = topic
+            .partitions
+            .values()
+            .filter(|p| p.leader == broker.node_id() && p.partition < self.config.partitions)
+            .map(|p| p.partition)
+            .collect();
+        for partition in led {
+            let _ = self.shard_at(broker, partition).await;
+        }
     }
 
     async fn submit<T: Send + 'static>(

@@ -9,19 +9,30 @@ pub mod alter_configs;
 pub mod api_versions;
 pub mod create_partitions;
 pub mod create_topics;
+pub mod delete_groups;
 pub mod delete_topics;
 pub mod describe_cluster;
 pub mod describe_configs;
+pub mod describe_groups;
 pub mod describe_topic_partitions;
 pub mod errors;
 pub mod fetch;
 pub mod find_coordinator;
+pub mod group_errors;
+pub mod heartbeat;
 pub mod incremental_alter_configs;
 pub mod init_producer_id;
+pub mod join_group;
+pub mod leave_group;
+pub mod list_groups;
 pub mod list_offsets;
 pub mod metadata;
+pub mod offset_commit;
+pub mod offset_delete;
+pub mod offset_fetch;
 pub mod produce;
 pub mod slots;
+pub mod sync_group;
 
 use std::future::Future;
 use std::pin::Pin;
@@ -41,6 +52,8 @@ pub struct RequestContext {
     pub api_version: i16,
     pub correlation_id: i32,
     pub client_id: Option<String>,
+    /// The peer's address as Kafka prints it (`/127.0.0.1`), for JoinGroup's `client_host`.
+    pub client_host: String,
     /// Lets the connection's next request start; see [`OrderGate`].
     pub gate: OrderGate,
 }
@@ -138,7 +151,13 @@ pub const REGISTRY: &[ApiEntry] = &[
     entry::<produce::ProduceHandler>(),
     entry::<fetch::FetchHandler>(),
     entry::<list_offsets::ListOffsetsHandler>(),
+    entry::<offset_commit::OffsetCommitHandler>(),
+    entry::<offset_fetch::OffsetFetchHandler>(),
     entry::<find_coordinator::FindCoordinatorHandler>(),
+    entry::<join_group::JoinGroupHandler>(),
+    entry::<heartbeat::HeartbeatHandler>(),
+    entry::<leave_group::LeaveGroupHandler>(),
+    entry::<sync_group::SyncGroupHandler>(),
     entry::<create_topics::CreateTopicsHandler>(),
     entry::<delete_topics::DeleteTopicsHandler>(),
     entry::<init_producer_id::InitProducerIdHandler>(),
@@ -147,6 +166,10 @@ pub const REGISTRY: &[ApiEntry] = &[
     entry::<create_partitions::CreatePartitionsHandler>(),
     entry::<incremental_alter_configs::IncrementalAlterConfigsHandler>(),
     entry::<describe_cluster::DescribeClusterHandler>(),
+    entry::<describe_groups::DescribeGroupsHandler>(),
+    entry::<list_groups::ListGroupsHandler>(),
+    entry::<delete_groups::DeleteGroupsHandler>(),
+    entry::<offset_delete::OffsetDeleteHandler>(),
     entry::<describe_topic_partitions::DescribeTopicPartitionsHandler>(),
 ];
 

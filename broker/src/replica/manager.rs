@@ -93,7 +93,7 @@ impl ReplicaManager {
         let log = tokio::task::spawn_blocking(move || open_partition_log(&dir, topic_id, log_config))
             .await
             .map_err(|e| StorageError::Io(std::io::Error::other(e.to_string())))??;
-        let partition = Arc::new(Partition::new(name, topic_id, index, log));
+        let partition = Arc::new(Partition::new(name, topic_id, index, log, image.applied_count));
         self.write_map().insert((topic_id, index), Arc::clone(&partition));
         Ok(partition)
     }
@@ -115,10 +115,14 @@ impl ReplicaManager {
         }
         let gone: Vec<Arc<Partition>> = {
             let mut map = self.write_map();
+            // Only partitions opened under this image or an older one: a handler may have opened
+            // a partition of a just-created topic under a newer image than the one synced here.
             let keys: Vec<Key> = map
-                .keys()
-                .filter(|(id, index)| image.topics.get(id).and_then(|t| t.partitions.get(index)).is_none())
-                .copied()
+                .iter()
+                .filter(|((id, index), p)| {
+                    p.opened_at <= image.applied_count && image.topics.get(id).and_then(|t| t.partitions.get(index)).is_none()
+                })
+                .map(|(k, _)| *k)
                 .collect();
             keys.iter().filter_map(|k| map.remove(k)).collect()
         };

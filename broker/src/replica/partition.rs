@@ -13,15 +13,18 @@ pub struct Partition {
     pub topic_id: Uuid,
     pub index: i32,
     pub log: Arc<Log>,
+    /// The metadata image (its applied record count) this partition was opened under: a sync
+    /// against an older image must not take it for a partition of a deleted topic.
+    pub opened_at: u64,
     /// The high watermark, published after every append so delayed fetches wake.
     high_watermark: watch::Sender<i64>,
 }
 
 impl Partition {
-    pub fn new(topic: String, topic_id: Uuid, index: i32, log: Log) -> Self {
+    pub fn new(topic: String, topic_id: Uuid, index: i32, log: Log, opened_at: u64) -> Self {
         let hw = log.high_watermark();
         let (high_watermark, _) = watch::channel(hw);
-        Self { topic, topic_id, index, log: Arc::new(log), high_watermark }
+        Self { topic, topic_id, index, log: Arc::new(log), opened_at, high_watermark }
     }
 
     /// Appends a record set (in a blocking task: the write may touch the disk) and wakes

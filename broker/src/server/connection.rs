@@ -44,7 +44,8 @@ pub async fn serve(broker: Arc<Broker>, stream: TcpStream, peer: SocketAddr, req
     let (tx, rx) = mpsc::channel::<JoinHandle<Pending>>(broker.config.queued_max_requests);
     let closing = CancellationToken::new();
     let writer_task = broker.tasks.spawn(write_responses(writer, rx, closing.clone()));
-    let result = read_requests(&broker, &mut reader, &tx, &request_bytes, &closing).await;
+    let client_host = format!("/{}", peer.ip());
+    let result = read_requests(&broker, &mut reader, &tx, &request_bytes, &closing, &client_host).await;
     if let Err(e) = &result {
         tracing::info!(%peer, error = %e, "closing connection");
     }
@@ -61,6 +62,7 @@ async fn read_requests(
     tx: &mpsc::Sender<JoinHandle<Pending>>,
     request_bytes: &Arc<Semaphore>,
     closing: &CancellationToken,
+    client_host: &str,
 ) -> Result<(), ProtocolError> {
     let max = broker.config.socket_request_max_bytes;
     // The gate the next request waits on: requests run one after another per connection.
@@ -95,7 +97,7 @@ async fn read_requests(
         }
         let (gate, next) = OrderGate::new();
         let held = gate.clone();
-        let request = start_request(broker, frame.freeze(), gate)?;
+        let request = start_request(broker, frame.freeze(), gate, client_host)?;
         let after = previous.replace(next);
         let responses = Arc::clone(&responses);
         let handle = broker.tasks.spawn(async move {
@@ -141,7 +143,7 @@ async fn read_body(reader: &mut tokio::net::tcp::OwnedReadHalf, frame: &mut [u8]
 }
 
 /// Decodes the header and starts the handler; the returned future yields the response frame.
-fn start_request(broker: &Arc<Broker>, frame: Bytes, gate: OrderGate) -> Result<std::pin::Pin<Box<dyn std::future::Future<Output = CallResult> + Send>>, ProtocolError> {
+fn start_request(broker: &Arc<Broker>, frame: Bytes, gate: OrderGate, client_host: &str) -> Result<std::pin::Pin<Box<dyn std::future::Future<Output = CallResult> + Send>>, ProtocolError> {
     let request = decode_request(frame, is_supported)?;
     let span = tracing::debug_span!(
         "request",
@@ -158,6 +160,7 @@ fn start_request(broker: &Arc<Broker>, frame: Bytes, gate: OrderGate) -> Result<
                 api_version: request.api_version,
                 correlation_id: request.correlation_id,
                 client_id: request.client_id,
+                client_host: client_host.to_string(),
                 gate,
             };
             Ok(Box::pin((entry.call)(Arc::clone(broker), ctx, request.body).instrument(span)))

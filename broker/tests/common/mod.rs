@@ -24,6 +24,13 @@ pub struct Broker {
     log: Arc<Mutex<String>>,
 }
 
+/// The program the harness starts: `$SLUICE_TEST_BIN` when set (any program that takes sluice's
+/// flags and prints `sluice ready`, e.g. a wrapper running Apache Kafka, to check that a test
+/// holds against the reference broker), else this package's `sluice` binary.
+pub fn broker_binary() -> std::ffi::OsString {
+    std::env::var_os("SLUICE_TEST_BIN").unwrap_or_else(|| env!("CARGO_BIN_EXE_sluice").into())
+}
+
 /// A free TCP port on 127.0.0.1 (bound and released; the broker binds it next).
 pub fn free_port() -> u16 {
     let listener = TcpListener::bind("127.0.0.1:0").expect("bind an ephemeral port");
@@ -52,7 +59,9 @@ impl Broker {
     }
 
     fn spawn(&mut self) {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_sluice"))
+        let mut child = Command::new(broker_binary())
+            // The broker reads SLUICE_* variables as configs; this one is only for the harness.
+            .env_remove("SLUICE_TEST_BIN")
             .arg("--data-dir")
             .arg(&self.data_dir)
             .arg("--listeners")
