@@ -123,7 +123,7 @@ struct Processing {
 }
 
 /// Everything every member reported, with running figures the tests wait on.
-#[derive(Default)]
+#[derive(Default, Clone)]
 struct Record {
     events: Vec<(String, Instant, Event)>,
     /// seq → every processing of it.
@@ -575,6 +575,38 @@ fn assert_committed_everything(bootstrap: &str, group: &str, topic: &str, total:
 /// every record is processed by exactly one member, none twice.
 #[test]
 fn each_record_processed_by_exactly_one_member_through_joins_and_leaves() {
+    exactly_one_member_through_joins_and_leaves("range");
+}
+
+/// The same with librdkafka's cooperative-sticky assignor (KIP-429 incremental rebalancing):
+/// members keep the partitions they are not asked to give up, and still every record is
+/// processed exactly once.
+#[test]
+fn cooperative_sticky_rebalances_are_incremental_and_exactly_once() {
+    let r = exactly_one_member_through_joins_and_leaves("cooperative-sticky");
+    // Incremental: some revocation took away only part of what a member owned.
+    let mut owned: BTreeMap<String, BTreeSet<i32>> = BTreeMap::new();
+    let mut partial_revokes = 0;
+    for (who, _, e) in &r.events {
+        let mine = owned.entry(who.clone()).or_default();
+        match e {
+            Event::Assigned(p) => mine.extend(p.iter().copied()),
+            Event::Revoked(p) => {
+                if !p.is_empty() && p.len() < mine.len() {
+                    partial_revokes += 1;
+                }
+                for x in p {
+                    mine.remove(x);
+                }
+            }
+            _ => {}
+        }
+    }
+    println!("partial revocations: {partial_revokes}");
+    assert!(partial_revokes > 0, "no incremental revocation seen; {}", r.summary());
+}
+
+fn exactly_one_member_through_joins_and_leaves(strategy: &str) -> Record {
     const TOTAL: u64 = 60_000;
     let started = Instant::now();
     let broker = Broker::start(BROKER_ARGS);
@@ -583,8 +615,7 @@ fn each_record_processed_by_exactly_one_member_through_joins_and_leaves() {
     let group = unique("g-exactly-one");
     create_topic(&bootstrap, &topic, PARTITIONS, &[]);
     let record: Shared = Arc::default();
-    let spec = |name: &str| MemberSpec::new(name, &bootstrap, &group, &topic);
-
+    let spec = |name: &str| MemberSpec::new(name, &bootstrap, &group, &topic).set("partition.assignment.strategy", strategy);
     let m1 = MemberThread::spawn(spec("m1"), &record);
     let m2 = MemberThread::spawn(spec("m2"), &record);
     let producing = produce_paced(&bootstrap, &topic, TOTAL, 200, Duration::from_millis(50));
@@ -622,9 +653,12 @@ fn each_record_processed_by_exactly_one_member_through_joins_and_leaves() {
         let got = r.events.iter().any(|(who, _, e)| who == m && matches!(e, Event::Assigned(p) if !p.is_empty()));
         assert!(got, "member {m} was never assigned a partition; {}", r.summary());
     }
+    let copy = r.clone();
     drop(r);
     assert_committed_everything(&bootstrap, &group, &topic, TOTAL);
+    copy
 }
+
 
 /// The SIGKILL victim: runs a member in this (re-executed) test binary when `CHILD_ENV` holds
 /// its spec, reporting every event as a line on stdout; a no-op otherwise.
