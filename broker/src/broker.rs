@@ -95,6 +95,9 @@ fn group_host_config(config: &BrokerConfig) -> crate::groups::GroupHostConfig {
             offsets_retention_ms: g.offsets_retention_minutes.saturating_mul(60_000),
             offsets_retention_check_interval_ms: g.offsets_retention_check_interval_ms,
             offset_metadata_max_bytes: usize::try_from(g.offset_metadata_max_bytes).unwrap_or(4096),
+            consumer_session_timeout_ms: g.consumer_session_timeout_ms,
+            consumer_heartbeat_interval_ms: g.consumer_heartbeat_interval_ms,
+            consumer_max_size: usize::try_from(g.consumer_max_size).unwrap_or(usize::MAX),
             ..Default::default()
         },
     }

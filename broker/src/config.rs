@@ -106,6 +106,9 @@ pub const BROKER_DEFAULTS: &[(&str, &str)] = &[
     ("connections.max.idle.ms", "600000"),
     ("default.replication.factor", "1"),
     ("fetch.max.bytes", "57671680"),
+    ("group.consumer.heartbeat.interval.ms", "5000"),
+    ("group.consumer.max.size", "2147483647"),
+    ("group.consumer.session.timeout.ms", "45000"),
     ("group.initial.rebalance.delay.ms", "3000"),
     ("group.max.session.timeout.ms", "1800000"),
     ("group.max.size", "2147483647"),
@@ -271,6 +274,12 @@ pub struct GroupSettings {
     pub offsets_retention_check_interval_ms: i64,
     /// `offset.metadata.max.bytes`
     pub offset_metadata_max_bytes: i32,
+    /// `group.consumer.session.timeout.ms` (KIP-848 groups)
+    pub consumer_session_timeout_ms: i32,
+    /// `group.consumer.heartbeat.interval.ms` (KIP-848 groups)
+    pub consumer_heartbeat_interval_ms: i32,
+    /// `group.consumer.max.size` (KIP-848 groups)
+    pub consumer_max_size: i32,
 }
 
 impl GroupSettings {
@@ -285,10 +294,19 @@ impl GroupSettings {
             offsets_retention_minutes: parse(values, "offsets.retention.minutes")?,
             offsets_retention_check_interval_ms: parse(values, "offsets.retention.check.interval.ms")?,
             offset_metadata_max_bytes: parse(values, "offset.metadata.max.bytes")?,
+            consumer_session_timeout_ms: parse(values, "group.consumer.session.timeout.ms")?,
+            consumer_heartbeat_interval_ms: parse(values, "group.consumer.heartbeat.interval.ms")?,
+            consumer_max_size: parse(values, "group.consumer.max.size")?,
         };
-        if settings.offsets_topic_num_partitions < 1 || settings.offsets_topic_replication_factor < 1 || settings.max_size < 1 {
+        if settings.offsets_topic_num_partitions < 1
+            || settings.offsets_topic_replication_factor < 1
+            || settings.max_size < 1
+            || settings.consumer_max_size < 1
+            || settings.consumer_session_timeout_ms < 1
+            || settings.consumer_heartbeat_interval_ms < 1
+        {
             return Err(ConfigError::Invalid {
-                name: "offsets.topic.num.partitions/offsets.topic.replication.factor/group.max.size".into(),
+                name: "offsets.topic.num.partitions/offsets.topic.replication.factor/group.max.size/group.consumer.*".into(),
                 value: String::new(),
                 why: "must be at least 1".into(),
             });

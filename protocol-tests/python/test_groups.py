@@ -208,6 +208,74 @@ def test_confluent_and_kafka_python_consumers_share_one_group(group_broker, topi
 # ---- KIP-848 ----
 
 
+def test_kip848_consumer_gets_all_partitions_then_shares_with_a_second(group_broker, topic_name):
+    bootstrap = group_broker.bootstrap
+    create_topic(bootstrap, topic_name, PARTITIONS)
+    group = unique_group("kip848")
+    started = time.monotonic()
+
+    def member():
+        return confluent_consumer(bootstrap, group, group_protocol="consumer")
+
+    c1 = member()
+    c2 = None
+    try:
+        c1.subscribe([topic_name])
+
+        def c1_has_all():
+            c1.poll(0.2)
+            return partitions_of(c1.assignment()) == set(range(PARTITIONS))
+
+        wait_until("the first KIP-848 member to own every partition", c1_has_all, timeout_s=60, interval_s=0)
+        t_first = time.monotonic() - started
+
+        c2 = member()
+        c2.subscribe([topic_name])
+
+        def shared():
+            c1.poll(0.1)
+            c2.poll(0.1)
+            a1, a2 = partitions_of(c1.assignment()), partitions_of(c2.assignment())
+            return a1 and a2 and a1.isdisjoint(a2) and len(a1 | a2) == PARTITIONS and (a1, a2)
+
+        a1, a2 = wait_until("the two KIP-848 members to split the partitions", shared, timeout_s=60, interval_s=0)
+        t_second = time.monotonic() - started
+        print(f"\nfirst member owned all {PARTITIONS} after {t_first:.1f}s; split {sorted(a1)} / {sorted(a2)} "
+              f"after {t_second:.1f}s")
+
+        # ConsumerGroupDescribe: a consumer-protocol group with both members.
+        admin = admin_client(bootstrap)
+        desc = admin.describe_consumer_groups([group], request_timeout=CLIENT_TIMEOUT_S)[group].result(
+            timeout=CLIENT_TIMEOUT_S)
+        assert desc.type == ConsumerGroupType.CONSUMER, desc.type
+        assert len(desc.members) == 2, desc.members
+        described = sorted(sorted(tp.partition for tp in m.assignment.topic_partitions) for m in desc.members)
+        assert described == sorted([sorted(a1), sorted(a2)]), described
+
+        # Both consume: records produced now are each consumed once, by their partition's owner.
+        produce(bootstrap, topic_name, 600)
+        got: list[tuple[str, int, int]] = []
+
+        def drain():
+            for name, c in (("c1", c1), ("c2", c2)):
+                msg = c.poll(0.1)
+                if msg is not None and not msg.error():
+                    got.append((name, msg.partition(), int(msg.value())))
+            return len(got) >= 600
+
+        wait_until("600 records consumed by the two members", drain, timeout_s=CONSUME_TIMEOUT_S, interval_s=0)
+        assert sorted(s for _, _, s in got) == list(range(600))
+        owners = {"c1": a1, "c2": a2}
+        assert all(p in owners[n] for n, p, _ in got)
+    finally:
+        c1.close()
+        if c2 is not None:
+            c2.close()
+
+
+# ---- kcat -G ----
+
+
 class KcatMember:
     """One `kcat -G` process: its records from stdout, its latest assignment from stderr."""
 

@@ -18,7 +18,7 @@ use tokio::sync::{mpsc, oneshot, Mutex};
 
 use crate::broker::Broker;
 use crate::coordinator::group::{
-    CommitRequest, Effects, FetchedOffset, GroupConfig, GroupCoordinator, GroupDescription, GroupError, HeartbeatRequest,
+    CommitRequest, ConsumerGroupDescription, ConsumerHeartbeatRequest, ConsumerHeartbeatResponse, Effects, FetchedOffset, GroupConfig, GroupCoordinator, GroupDescription, GroupError, HeartbeatRequest,
     JoinRequest, JoinResponse, LeaveMember, LeaveResult, ListedGroup, Outcome, PartitionResult, Reply, Step, SyncRequest,
     SyncResponse, Ticket, TopicPartition,
 };
@@ -214,6 +214,31 @@ impl GroupHost {
             }
         }
         results
+    }
+
+    /// ConsumerGroupHeartbeat (KIP-848). The coordinator sees subscribed topics' partition counts
+    /// as of the metadata image taken here.
+    pub async fn consumer_heartbeat(&self, broker: &Arc<Broker>, req: ConsumerHeartbeatRequest) -> Result<ConsumerHeartbeatResponse, GroupError> {
+        let group_id = req.group_id.clone();
+        let image = broker.metadata.image();
+        self.submit(broker, &group_id, move |c, now, tx| {
+            let partitions = |topic: &str| image.topic_by_name(topic).map(|t| i32::try_from(t.partitions.len()).unwrap_or(i32::MAX));
+            parkable(c.consumer_heartbeat(req, &partitions, now), tx, |r| match r {
+                Reply::ConsumerHeartbeat(x) => Some(x),
+                _ => None,
+            })
+        })
+        .await?
+    }
+
+    /// ConsumerGroupDescribe for one group.
+    pub async fn consumer_describe(&self, broker: &Arc<Broker>, group_id: String) -> Result<ConsumerGroupDescription, GroupError> {
+        let id = group_id.clone();
+        self.submit(broker, &id, move |c, _now, tx| {
+            let _ = tx.send(c.consumer_describe(&group_id));
+            (Effects::default(), None)
+        })
+        .await?
     }
 
     pub async fn describe(&self, broker: &Arc<Broker>, group_id: String) -> Result<GroupDescription, GroupError> {

@@ -90,7 +90,8 @@ fn broker_config_type(name: &str) -> i8 {
         "auto.create.topics.enable" => ConfigType::Boolean,
         "default.replication.factor" | "fetch.max.bytes" | "max.connections" | "node.id" | "num.partitions"
         | "queued.max.requests" | "socket.request.max.bytes" | "group.initial.rebalance.delay.ms"
-        | "group.max.session.timeout.ms" | "group.max.size" | "group.min.session.timeout.ms" | "offset.metadata.max.bytes"
+        | "group.max.session.timeout.ms" | "group.max.size" | "group.consumer.session.timeout.ms"
+        | "group.consumer.heartbeat.interval.ms" | "group.consumer.max.size" | "group.min.session.timeout.ms" | "offset.metadata.max.bytes"
         | "offsets.retention.minutes" | "offsets.topic.num.partitions" | "offsets.topic.replication.factor" => ConfigType::Int,
         "connections.max.idle.ms" | "log.retention.check.interval.ms" | "queued.max.request.bytes"
         | "offsets.retention.check.interval.ms" => ConfigType::Long,

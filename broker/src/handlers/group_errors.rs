@@ -29,6 +29,11 @@ pub fn group_error(e: &GroupError) -> ResponseError {
         GroupError::GroupSubscribedToTopic => ResponseError::GroupSubscribedToTopic,
         GroupError::OffsetMetadataTooLarge => ResponseError::OffsetMetadataTooLarge,
         GroupError::GroupsMaxReached => ResponseError::CoordinatorNotAvailable,
+        GroupError::FencedMemberEpoch => ResponseError::FencedMemberEpoch,
+        GroupError::StaleMemberEpoch => ResponseError::StaleMemberEpoch,
+        GroupError::UnreleasedInstanceId => ResponseError::UnreleasedInstanceId,
+        GroupError::UnsupportedAssignor => ResponseError::UnsupportedAssignor,
+        GroupError::InvalidRequest(_) => ResponseError::InvalidRequest,
     }
 }
 
@@ -61,6 +66,11 @@ mod tests {
             (GroupError::GroupSubscribedToTopic, 86),
             (GroupError::OffsetMetadataTooLarge, 12),
             (GroupError::GroupsMaxReached, 15),
+            (GroupError::FencedMemberEpoch, 110),
+            (GroupError::StaleMemberEpoch, 113),
+            (GroupError::UnreleasedInstanceId, 111),
+            (GroupError::UnsupportedAssignor, 112),
+            (GroupError::InvalidRequest("x"), 42),
         ];
         for (e, code) in cases {
             assert_eq!(group_error_code(&e), code, "{e:?}");

@@ -28,7 +28,7 @@ fn listed(version: i16, g: ListedGroup) -> WireGroup {
         .with_group_id(GroupId(StrBytes::from_string(g.group_id)))
         .with_protocol_type(StrBytes::from_string(g.protocol_type));
     if version >= STATE_VERSION {
-        wire = wire.with_group_state(StrBytes::from_static_str(g.state.as_str()));
+        wire = wire.with_group_state(StrBytes::from_static_str(g.state));
     }
     if version >= TYPE_VERSION {
         wire = wire.with_group_type(StrBytes::from_static_str(g.group_type));
@@ -62,10 +62,10 @@ mod tests {
     use kafka_protocol::protocol::Encodable;
 
     use super::*;
-    use crate::coordinator::group::{GroupState, GROUP_TYPE_CLASSIC};
+    use crate::coordinator::group::GROUP_TYPE_CLASSIC;
 
     fn group() -> ListedGroup {
-        ListedGroup { group_id: "g".into(), protocol_type: "consumer".into(), state: GroupState::Stable, group_type: GROUP_TYPE_CLASSIC }
+        ListedGroup { group_id: "g".into(), protocol_type: "consumer".into(), state: "Stable", group_type: GROUP_TYPE_CLASSIC }
     }
 
     #[test]

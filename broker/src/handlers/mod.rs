@@ -7,6 +7,8 @@
 
 pub mod alter_configs;
 pub mod api_versions;
+pub mod consumer_group_describe;
+pub mod consumer_group_heartbeat;
 pub mod create_partitions;
 pub mod create_topics;
 pub mod delete_groups;
@@ -171,6 +173,8 @@ pub const REGISTRY: &[ApiEntry] = &[
     entry::<delete_groups::DeleteGroupsHandler>(),
     entry::<offset_delete::OffsetDeleteHandler>(),
     entry::<describe_topic_partitions::DescribeTopicPartitionsHandler>(),
+    entry::<consumer_group_heartbeat::ConsumerGroupHeartbeatHandler>(),
+    entry::<consumer_group_describe::ConsumerGroupDescribeHandler>(),
 ];
 
 /// The registry row for `key`, if Sluice serves it.

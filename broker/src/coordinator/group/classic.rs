@@ -1244,7 +1244,7 @@ impl ClassicGroup {
         ListedGroup {
             group_id: self.group_id.clone(),
             protocol_type: self.protocol_type.clone().unwrap_or_default(),
-            state: self.state,
+            state: self.state.as_str(),
             group_type: GROUP_TYPE_CLASSIC,
         }
     }

@@ -1,17 +1,19 @@
 //! [`GroupCoordinator`]: every group of one `__consumer_offsets` partition, the tickets of parked
 //! requests, and the writes handed to the caller that have not completed yet.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use super::classic::ClassicGroup;
+use super::consumer::{self, ConsumerGroup, LEAVE_EPOCH};
 use super::ctx::{Ctx, Out, WriteKind};
 use super::offsets::unknown_offset;
 use super::records::{Record, RecordKey, RecordValue};
 use super::{
-    CommitRequest, Effects, FetchedOffset, GroupConfig, GroupDescription, GroupError, GroupState,
+    CommitRequest, ConsumerGroupDescription, ConsumerHeartbeatRequest, ConsumerHeartbeatResponse,
+    Effects, FetchedOffset, GroupConfig, GroupDescription, GroupError, GroupState,
     HeartbeatRequest, JoinRequest, JoinResponse, LeaveMember, LeaveResult, ListedGroup, Outcome,
     PartitionResult, Reply, Step, SyncRequest, SyncResponse, Ticket, TopicPartition, Write,
-    WriteId, GROUP_TYPE_CLASSIC,
+    WriteId, GROUP_TYPE_CLASSIC, GROUP_TYPE_CONSUMER,
 };
 
 /// The group coordinator for one partition of `__consumer_offsets`.
@@ -25,6 +27,9 @@ use super::{
 pub struct GroupCoordinator {
     config: GroupConfig,
     groups: BTreeMap<String, ClassicGroup>,
+    /// KIP-848 groups. A group id is in at most one of `groups` and `consumer_groups`: the
+    /// coordinator checks the other map before creating a group in either.
+    consumer_groups: BTreeMap<String, ConsumerGroup>,
     writes: BTreeMap<WriteId, (WriteKind, Vec<Record>)>,
     next_write_id: WriteId,
     next_ticket: Ticket,
@@ -39,6 +44,7 @@ impl GroupCoordinator {
         Self {
             config,
             groups: BTreeMap::new(),
+            consumer_groups: BTreeMap::new(),
             writes: BTreeMap::new(),
             next_write_id: 1,
             next_ticket: 1,
@@ -67,7 +73,90 @@ impl GroupCoordinator {
 
     /// How many groups this coordinator holds (bounded by `groups_max` for new groups).
     pub fn group_count(&self) -> usize {
-        self.groups.len()
+        self.groups.len() + self.consumer_groups.len()
+    }
+
+    /// ConsumerGroupHeartbeat (KIP-848): join (epoch 0), heartbeat, leave (-1) or a static
+    /// member's temporary leave (-2). `partitions` gives the current partition count of a topic
+    /// (None if it does not exist). Parks until the records it changed are durable.
+    pub fn consumer_heartbeat(
+        &mut self,
+        req: ConsumerHeartbeatRequest,
+        partitions: &dyn Fn(&str) -> Option<i32>,
+        now_ms: i64,
+    ) -> Step<Result<ConsumerHeartbeatResponse, GroupError>> {
+        let ticket = self.ticket();
+        let mut out = Out::default();
+        match self.run_consumer_heartbeat(&req, partitions, now_ms) {
+            Err(e) => out.reply(ticket, Reply::ConsumerHeartbeat(Err(e))),
+            Ok((response, records)) if records.is_empty() => {
+                out.reply(ticket, Reply::ConsumerHeartbeat(Ok(response)))
+            }
+            Ok((response, records)) => out
+                .writes
+                .push((WriteKind::ConsumerHeartbeat { ticket, response }, records)),
+        }
+        self.finish(ticket, out, |r| match r {
+            Reply::ConsumerHeartbeat(x) => Ok(x),
+            other => Err(Box::new(other)),
+        })
+    }
+
+    fn run_consumer_heartbeat(
+        &mut self,
+        req: &ConsumerHeartbeatRequest,
+        partitions: &dyn Fn(&str) -> Option<i32>,
+        now_ms: i64,
+    ) -> Result<(ConsumerHeartbeatResponse, Vec<Record>), GroupError> {
+        consumer::validate_heartbeat(req)?;
+        if self.groups.contains_key(&req.group_id) {
+            // Kafka: "Group {} is not a consumer group." (no online upgrade here).
+            return Err(GroupError::GroupIdNotFound);
+        }
+        if req.member_epoch <= LEAVE_EPOCH {
+            return match self.consumer_groups.get_mut(&req.group_id) {
+                Some(g) if !g.deleting => g.leave(req),
+                _ => Err(GroupError::GroupIdNotFound),
+            };
+        }
+        let created = !self.consumer_groups.contains_key(&req.group_id);
+        if created {
+            if req.member_epoch != 0 {
+                return Err(GroupError::GroupIdNotFound);
+            }
+            if self.group_count() >= self.config.groups_max {
+                return Err(GroupError::GroupsMaxReached);
+            }
+            self.consumer_groups
+                .insert(req.group_id.clone(), ConsumerGroup::new(req.group_id.clone()));
+        }
+        let new_member_id = if req.member_id.is_empty() {
+            self.member_ids.next_uuid()
+        } else {
+            String::new()
+        };
+        let Some(group) = self.consumer_groups.get_mut(&req.group_id) else {
+            return Err(GroupError::GroupIdNotFound);
+        };
+        if group.deleting {
+            return Err(GroupError::CoordinatorNotAvailable);
+        }
+        let result = group.heartbeat(req, new_member_id, partitions, &self.config, now_ms);
+        if result.is_err() && created {
+            self.consumer_groups.remove(&req.group_id);
+        }
+        result
+    }
+
+    /// ConsumerGroupDescribe for one group.
+    ///
+    /// # Errors
+    /// GROUP_ID_NOT_FOUND for an unknown group or a classic one (as Kafka).
+    pub fn consumer_describe(&self, group_id: &str) -> Result<ConsumerGroupDescription, GroupError> {
+        match self.consumer_groups.get(group_id) {
+            Some(g) if !g.deleting => Ok(g.describe()),
+            _ => Err(GroupError::GroupIdNotFound),
+        }
     }
 
     /// JoinGroup. Parks until the join phase ends, unless answered at once (errors,
@@ -111,6 +200,14 @@ impl GroupCoordinator {
         if req.group_id.is_empty() {
             return Err(GroupError::InvalidGroupId);
         }
+        if let Some(g) = self.consumer_groups.get(&req.group_id) {
+            // Kafka, without classic members in consumer groups (no online migration here).
+            return Err(if g.is_empty() {
+                GroupError::GroupIdNotFound
+            } else {
+                GroupError::InconsistentGroupProtocol
+            });
+        }
         let timeout = req.session_timeout_ms;
         if timeout < self.config.min_session_timeout_ms
             || timeout > self.config.max_session_timeout_ms
@@ -135,7 +232,7 @@ impl GroupCoordinator {
         group_id: &str,
         now_ms: i64,
     ) -> Result<&mut ClassicGroup, GroupError> {
-        if self.groups.len() >= self.config.groups_max {
+        if self.group_count() >= self.config.groups_max {
             return Err(GroupError::GroupsMaxReached);
         }
         Ok(self
@@ -234,6 +331,9 @@ impl GroupCoordinator {
         if req.group_id.is_empty() {
             return Err(GroupError::InvalidGroupId);
         }
+        if let Some(g) = self.consumer_groups.get(&req.group_id) {
+            return g.validate_offset_commit(&req.member_id, req.generation_id);
+        }
         match self.groups.get(&req.group_id) {
             Some(g) => g.validate_offset_commit(
                 &req.member_id,
@@ -277,9 +377,9 @@ impl GroupCoordinator {
                 result,
             });
         }
-        match self.groups.get_mut(&req.group_id) {
-            Some(group) if !records.is_empty() => {
-                group.offsets.begin_writes(&keys);
+        match self.offsets_mut(&req.group_id) {
+            Some(offsets) if !records.is_empty() => {
+                offsets.begin_writes(&keys);
                 out.writes.push((
                     WriteKind::Commit {
                         ticket,
@@ -304,6 +404,15 @@ impl GroupCoordinator {
         group_id: &str,
         partitions: Option<&[TopicPartition]>,
     ) -> Result<Vec<FetchedOffset>, GroupError> {
+        if let Some(g) = self.consumer_groups.get(group_id) {
+            if g.deleting {
+                return Err(GroupError::GroupIdNotFound);
+            }
+            return Ok(match partitions {
+                Some(ps) => ps.iter().map(|tp| g.offsets.fetch(tp)).collect(),
+                None => g.offsets.fetch_all(),
+            });
+        }
         match self.groups.get(group_id) {
             None => Ok(partitions
                 .map(|ps| ps.iter().map(unknown_offset).collect())
@@ -325,6 +434,25 @@ impl GroupCoordinator {
     ) -> Step<Result<Vec<PartitionResult>, GroupError>> {
         let ticket = self.ticket();
         let mut out = Out::default();
+        if let Some(g) = self.consumer_groups.get_mut(group_id) {
+            let subscribed: BTreeSet<String> = partitions
+                .iter()
+                .filter(|tp| g.is_subscribed_to(&tp.topic))
+                .map(|tp| tp.topic.clone())
+                .collect();
+            prepare_offset_delete(
+                group_id,
+                &mut g.offsets,
+                |t| subscribed.contains(t),
+                partitions,
+                ticket,
+                &mut out,
+            );
+            return self.finish(ticket, out, |r| match r {
+                Reply::DeleteOffsets(x) => Ok(x),
+                other => Err(Box::new(other)),
+            });
+        }
         match self.groups.get_mut(group_id) {
             None => out.reply(
                 ticket,
@@ -332,7 +460,23 @@ impl GroupCoordinator {
             ),
             Some(g) => match g.validate_offset_delete() {
                 Err(e) => out.reply(ticket, Reply::DeleteOffsets(Err(e))),
-                Ok(()) => prepare_offset_delete(g, partitions, ticket, &mut out),
+                Ok(()) => {
+                    let has_members = g.state != GroupState::Empty;
+                    let subscribed: BTreeSet<String> = partitions
+                        .iter()
+                        .filter(|tp| has_members && g.is_subscribed_to(&tp.topic))
+                        .map(|tp| tp.topic.clone())
+                        .collect();
+                    let group_id = g.group_id.clone();
+                    prepare_offset_delete(
+                        &group_id,
+                        &mut g.offsets,
+                        |t| subscribed.contains(t),
+                        partitions,
+                        ticket,
+                        &mut out,
+                    )
+                }
             },
         }
         self.finish(ticket, out, |r| match r {
@@ -353,6 +497,20 @@ impl GroupCoordinator {
         let mut records = Vec::new();
         let mut deleted = Vec::new();
         for id in group_ids {
+            if let Some(g) = self.consumer_groups.get_mut(&id) {
+                let result = if g.deleting {
+                    Err(GroupError::GroupIdNotFound)
+                } else if !g.is_empty() {
+                    Err(GroupError::NonEmptyGroup)
+                } else {
+                    let (tombstones, keys) = g.delete_records();
+                    records.extend(tombstones);
+                    deleted.push((id.clone(), keys));
+                    Ok(())
+                };
+                results.push((id, result));
+                continue;
+            }
             let result = match self.groups.get_mut(&id) {
                 None => Err(GroupError::GroupIdNotFound),
                 Some(g) => g.validate_delete().map(|()| {
@@ -385,22 +543,16 @@ impl GroupCoordinator {
     /// ListGroups: `states` (Kafka's names, any case) and `types` ("classic") filter when not
     /// empty.
     pub fn list_groups(&self, states: &[String], types: &[String]) -> Vec<ListedGroup> {
-        let type_ok = types.is_empty()
-            || types
-                .iter()
-                .any(|t| t.eq_ignore_ascii_case(GROUP_TYPE_CLASSIC));
-        if !type_ok {
-            return Vec::new();
-        }
-        self.groups
-            .values()
-            .filter(|g| {
-                states.is_empty()
-                    || states
-                        .iter()
-                        .any(|s| s.eq_ignore_ascii_case(g.state.as_str()))
-            })
-            .map(ClassicGroup::listed)
+        let type_ok =
+            |name: &str| types.is_empty() || types.iter().any(|t| t.eq_ignore_ascii_case(name));
+        let state_ok =
+            |g: &ListedGroup| states.is_empty() || states.iter().any(|s| s.eq_ignore_ascii_case(g.state));
+        let classic = self.groups.values().map(ClassicGroup::listed);
+        let consumer = self.consumer_groups.values().map(ConsumerGroup::listed);
+        classic
+            .filter(|_| type_ok(GROUP_TYPE_CLASSIC))
+            .chain(consumer.filter(|_| type_ok(GROUP_TYPE_CONSUMER)))
+            .filter(state_ok)
             .collect()
     }
 
@@ -427,6 +579,12 @@ impl GroupCoordinator {
         };
         for group in self.groups.values_mut() {
             group.tick(&mut cx);
+        }
+        for group in self.consumer_groups.values_mut() {
+            let records = group.tick(now_ms);
+            if !records.is_empty() {
+                out.writes.push((WriteKind::Metadata, records));
+            }
         }
         if now_ms >= self.next_retention_check_ms {
             self.next_retention_check_ms =
@@ -530,6 +688,9 @@ impl GroupCoordinator {
                 results,
                 deleted,
             } => self.complete_delete_groups(ticket, results, deleted, result, now_ms, out),
+            WriteKind::ConsumerHeartbeat { ticket, response } => {
+                out.reply(ticket, Reply::ConsumerHeartbeat(result.map(|()| response)));
+            }
             WriteKind::Expire {
                 group_id,
                 keys,
@@ -592,6 +753,9 @@ impl GroupCoordinator {
                 if let Some(g) = self.groups.get_mut(group_id) {
                     g.revive(now_ms);
                 }
+                if let Some(g) = self.consumer_groups.get_mut(group_id) {
+                    g.deleting = false;
+                }
                 for (_, r) in results.iter_mut().filter(|(id, _)| id == group_id) {
                     *r = Err(e.clone());
                 }
@@ -601,8 +765,16 @@ impl GroupCoordinator {
     }
 
     fn end_writes(&mut self, group_id: &str, keys: &[TopicPartition]) {
-        if let Some(g) = self.groups.get_mut(group_id) {
-            g.offsets.end_writes(keys);
+        if let Some(offsets) = self.offsets_mut(group_id) {
+            offsets.end_writes(keys);
+        }
+    }
+
+    /// The committed offsets of a group of either type.
+    fn offsets_mut(&mut self, group_id: &str) -> Option<&mut super::offsets::GroupOffsets> {
+        match self.consumer_groups.get_mut(group_id) {
+            Some(g) => Some(&mut g.offsets),
+            None => self.groups.get_mut(group_id).map(|g| &mut g.offsets),
         }
     }
 
@@ -647,6 +819,10 @@ impl GroupCoordinator {
                     Some(RecordValue::Offset(v)) => Some(v),
                     _ => None,
                 };
+                let tp = TopicPartition { topic, partition };
+                if let Some(g) = self.consumer_groups.get_mut(&group_id) {
+                    return g.offsets.apply(tp, value);
+                }
                 if value.is_none() && !self.groups.contains_key(&group_id) {
                     return;
                 }
@@ -654,9 +830,23 @@ impl GroupCoordinator {
                     .groups
                     .entry(group_id.clone())
                     .or_insert_with(|| ClassicGroup::new(group_id, now_ms));
-                group
-                    .offsets
-                    .apply(TopicPartition { topic, partition }, value);
+                group.offsets.apply(tp, value);
+            }
+            (RecordKey::ConsumerGroup { group_id }, None) => {
+                self.consumer_groups.remove(&group_id);
+            }
+            (key @ (RecordKey::ConsumerGroup { .. }
+            | RecordKey::ConsumerMember { .. }
+            | RecordKey::ConsumerTarget { .. }), value) => {
+                if !replaying {
+                    return;
+                }
+                let group_id = key.group_id().to_owned();
+                let group = self
+                    .consumer_groups
+                    .entry(group_id.clone())
+                    .or_insert_with(|| ConsumerGroup::new(group_id));
+                group.load(&key, value, &self.config, now_ms);
             }
             (RecordKey::Group { group_id }, None) => {
                 self.groups.remove(&group_id);
@@ -731,21 +921,22 @@ impl GroupCoordinator {
 }
 
 fn prepare_offset_delete(
-    g: &mut ClassicGroup,
+    group_id: &str,
+    offsets: &mut super::offsets::GroupOffsets,
+    subscribed: impl Fn(&str) -> bool,
     partitions: Vec<TopicPartition>,
     ticket: Ticket,
     out: &mut Out,
 ) {
-    let has_members = g.state != GroupState::Empty;
     let mut results = Vec::with_capacity(partitions.len());
     let mut records = Vec::new();
     let mut keys = Vec::new();
     for tp in partitions {
-        let result = if has_members && g.is_subscribed_to(&tp.topic) {
+        let result = if subscribed(&tp.topic) {
             Err(GroupError::GroupSubscribedToTopic)
         } else {
-            if g.offsets.has(&tp) {
-                records.push(Record::offset_tombstone(&g.group_id, &tp));
+            if offsets.has(&tp) {
+                records.push(Record::offset_tombstone(group_id, &tp));
                 keys.push(tp.clone());
             }
             Ok(())
@@ -759,10 +950,10 @@ fn prepare_offset_delete(
     if records.is_empty() {
         return out.reply(ticket, Reply::DeleteOffsets(Ok(results)));
     }
-    g.offsets.begin_writes(&keys);
+    offsets.begin_writes(&keys);
     let kind = WriteKind::DeleteOffsets {
         ticket,
-        group_id: g.group_id.clone(),
+        group_id: group_id.to_owned(),
         results,
         keys,
     };
@@ -809,6 +1000,12 @@ struct MemberIds {
 }
 
 impl MemberIds {
+    /// A bare UUID-shaped id (KIP-848 member ids, when a v0 client sends none).
+    fn next_uuid(&mut self) -> String {
+        let id = self.next("");
+        id.trim_start_matches('-').to_owned()
+    }
+
     fn next(&mut self, prefix: &str) -> String {
         self.counter = self.counter.wrapping_add(1);
         let hi = splitmix64(self.seed ^ self.counter.wrapping_mul(0x9E37_79B9_7F4A_7C15));

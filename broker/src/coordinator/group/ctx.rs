@@ -7,7 +7,7 @@ use bytes::Bytes;
 
 use super::records::Record;
 use super::{
-    Completion, GroupConfig, GroupError, JoinResponse, PartitionResult, Protocol, Reply,
+    Completion, ConsumerHeartbeatResponse, GroupConfig, GroupError, JoinResponse, PartitionResult, Protocol, Reply,
     SyncResponse, Ticket, TopicPartition,
 };
 
@@ -57,6 +57,11 @@ pub(super) enum WriteKind {
         results: Vec<(String, Result<(), GroupError>)>,
         deleted: Vec<(String, Vec<TopicPartition>)>,
     },
+    /// A ConsumerGroupHeartbeat answered once the group's changed records are durable.
+    ConsumerHeartbeat {
+        ticket: Ticket,
+        response: ConsumerHeartbeatResponse,
+    },
     /// Retention: expired offsets, and the group itself when it is Empty with none left.
     Expire {
         group_id: String,
@@ -72,7 +77,8 @@ impl WriteKind {
             Self::StaticReplace { ticket, .. }
             | Self::Commit { ticket, .. }
             | Self::DeleteOffsets { ticket, .. }
-            | Self::DeleteGroups { ticket, .. } => Some(*ticket),
+            | Self::DeleteGroups { ticket, .. }
+            | Self::ConsumerHeartbeat { ticket, .. } => Some(*ticket),
             Self::Metadata | Self::Sync { .. } | Self::Expire { .. } => None,
         }
     }
@@ -90,6 +96,7 @@ impl WriteKind {
         };
         match self {
             Self::StaticReplace { .. } => Some(Reply::Join(Err(error.clone()))),
+            Self::ConsumerHeartbeat { .. } => Some(Reply::ConsumerHeartbeat(Err(error.clone()))),
             Self::Commit { results, .. } => Some(Reply::Commit(fail(results))),
             Self::DeleteOffsets { .. } => Some(Reply::DeleteOffsets(Err(error.clone()))),
             Self::DeleteGroups { results, .. } => Some(Reply::DeleteGroups(

@@ -1,5 +1,6 @@
 //! The consumer-group coordinator for one partition of `__consumer_offsets`: Kafka's classic group
-//! protocol and committed offsets, as a deterministic state machine.
+//! protocol, the KIP-848 consumer group protocol, and committed offsets, as a deterministic state
+//! machine.
 //!
 //! A [`GroupCoordinator`] owns every group whose id maps to its partition (see
 //! [`super::partition::partition_for`]). Each API is a method that takes the request as plain
@@ -21,6 +22,7 @@
 //! This module must never do I/O, read a clock, or see a protocol or storage type.
 
 mod classic;
+mod consumer;
 mod coordinator;
 mod ctx;
 mod offsets;
@@ -30,15 +32,22 @@ mod tests;
 
 use bytes::Bytes;
 
+pub use consumer::{
+    ConsumerDescribedMember, ConsumerGroupDescription, ConsumerHeartbeatRequest,
+    ConsumerHeartbeatResponse,
+};
 pub use coordinator::GroupCoordinator;
+pub use records::TopicAssignment;
 
 /// Identifies a parked request; the answer comes back in a [`Completion`] with the same ticket.
 pub type Ticket = u64;
 /// Identifies a batch of records handed to the caller to write.
 pub type WriteId = u64;
 
-/// The group type ListGroups reports for every group here (KIP-848 groups come later).
+/// The group type ListGroups reports for classic groups.
 pub const GROUP_TYPE_CLASSIC: &str = "classic";
+/// The group type ListGroups reports for KIP-848 consumer groups.
+pub const GROUP_TYPE_CONSUMER: &str = "consumer";
 /// The protocol type of Kafka's consumer, whose subscription metadata the coordinator reads.
 pub const CONSUMER_PROTOCOL_TYPE: &str = "consumer";
 
@@ -64,6 +73,12 @@ pub struct GroupConfig {
     pub offsets_retention_check_interval_ms: i64,
     /// Sluice's bound on groups per coordinator partition (Kafka has none).
     pub groups_max: usize,
+    /// `group.consumer.session.timeout.ms`: a KIP-848 member silent this long is fenced.
+    pub consumer_session_timeout_ms: i32,
+    /// `group.consumer.heartbeat.interval.ms`: returned to KIP-848 members.
+    pub consumer_heartbeat_interval_ms: i32,
+    /// `group.consumer.max.size`: members per KIP-848 group.
+    pub consumer_max_size: usize,
 }
 
 impl Default for GroupConfig {
@@ -78,6 +93,9 @@ impl Default for GroupConfig {
             offsets_retention_ms: 10_080 * 60_000,
             offsets_retention_check_interval_ms: 600_000,
             groups_max: 100_000,
+            consumer_session_timeout_ms: 45_000,
+            consumer_heartbeat_interval_ms: 5_000,
+            consumer_max_size: i32::MAX as usize,
         }
     }
 }
@@ -119,6 +137,17 @@ pub enum GroupError {
     GroupSubscribedToTopic,
     #[error("OFFSET_METADATA_TOO_LARGE")]
     OffsetMetadataTooLarge,
+    #[error("FENCED_MEMBER_EPOCH")]
+    FencedMemberEpoch,
+    #[error("STALE_MEMBER_EPOCH")]
+    StaleMemberEpoch,
+    #[error("UNRELEASED_INSTANCE_ID")]
+    UnreleasedInstanceId,
+    #[error("UNSUPPORTED_ASSIGNOR")]
+    UnsupportedAssignor,
+    /// INVALID_REQUEST, with the message Kafka's `error_message` carries.
+    #[error("INVALID_REQUEST: {0}")]
+    InvalidRequest(&'static str),
     /// Not a Kafka code: this coordinator already holds `groups_max` groups. Handlers answer
     /// COORDINATOR_NOT_AVAILABLE (retriable) and log it.
     #[error("coordinator holds the maximum number of groups")]
@@ -294,7 +323,9 @@ pub struct ListedGroup {
     pub group_id: String,
     /// "" for a simple (offsets-only) group.
     pub protocol_type: String,
-    pub state: GroupState,
+    /// Kafka's name of the state: a [`GroupState`] for classic groups; Empty, Assigning,
+    /// Reconciling, Stable or Dead for consumer groups.
+    pub state: &'static str,
     pub group_type: &'static str,
 }
 
@@ -331,6 +362,7 @@ pub enum Reply {
     Commit(Vec<PartitionResult>),
     DeleteGroups(Vec<(String, Result<(), GroupError>)>),
     DeleteOffsets(Result<Vec<PartitionResult>, GroupError>),
+    ConsumerHeartbeat(Result<ConsumerHeartbeatResponse, GroupError>),
 }
 
 /// An answer for the request parked under `ticket`.

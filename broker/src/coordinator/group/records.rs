@@ -1,11 +1,19 @@
 //! The records a group coordinator writes to `__consumer_offsets`, and their byte encoding.
 //!
-//! Two kinds, each a (key, value) pair; a record with no value is a tombstone, so that log
+//! Each record is a (key, value) pair; a record with no value is a tombstone, so that log
 //! compaction keeps only the latest value per key, as in Kafka:
 //!
 //! - OffsetCommit, keyed by (group, topic, partition): the committed offset.
-//! - GroupMetadata, keyed by group: a snapshot of the group after a rebalance (generation,
+//! - GroupMetadata, keyed by group: a snapshot of a classic group after a rebalance (generation,
 //!   protocol, leader, members with their subscription and assignment).
+//! - KIP-848 consumer groups, as Kafka splits them (its ConsumerGroupMetadata,
+//!   ConsumerGroupMemberMetadata + ConsumerGroupCurrentMemberAssignment, and
+//!   ConsumerGroupTargetAssignmentMember records; Sluice folds a member's metadata and its current
+//!   assignment into one record, and the group epoch, the target assignment epoch and the
+//!   subscribed topics' partition counts into another):
+//!   - ConsumerGroup, keyed by group: group epoch, assignment epoch, partition counts;
+//!   - ConsumerMember, keyed by (group, member): subscription and current assignment;
+//!   - ConsumerTarget, keyed by (group, member): the member's target assignment.
 //!
 //! The encoding is Sluice's own (not Kafka's schema), compact and versioned. Integers are
 //! big-endian; `str` is a u32 length and UTF-8; `nstr` is an i32 length (-1 = null) and UTF-8;
@@ -15,6 +23,9 @@
 //! key   := type:u8 version:u8 body
 //!   type 1 (offset commit),  version 0: group:str topic:str partition:i32
 //!   type 2 (group metadata), version 0: group:str
+//!   type 3 (consumer group), version 0: group:str
+//!   type 4 (consumer member), version 0: group:str member:str
+//!   type 5 (consumer target), version 0: group:str member:str
 //! value := type:u8 version:u8 body            (no value: tombstone)
 //!   type 1, version 0: offset:i64 leader_epoch:i32 metadata:str commit_timestamp_ms:i64
 //!   type 2, version 0: protocol_type:str generation_id:i32 protocol:nstr leader:nstr
@@ -22,16 +33,28 @@
 //!     member := member_id:str group_instance_id:nstr client_id:str client_host:str
 //!               rebalance_timeout_ms:i32 session_timeout_ms:i32 subscription:bytes
 //!               assignment:bytes
+//!   type 3, version 0: group_epoch:i32 assignment_epoch:i32 count:u32 (topic:str partitions:i32)*
+//!   type 4, version 0: instance_id:nstr rack_id:nstr client_id:str client_host:str
+//!                      rebalance_timeout_ms:i32 server_assignor:nstr count:u32 topic:str*
+//!                      member_epoch:i32 previous_member_epoch:i32 state:u8
+//!                      assigned:assignment pending_revocation:assignment
+//!   type 5, version 0: assignment
+//!     assignment := count:u32 (topic:str count:u32 partition:i32*)*
 //! ```
 //!
 //! A decoder meets bytes written by any version of Sluice, or damaged ones: it checks every
 //! length against what is left before allocating, and rejects unknown types, unknown versions
 //! and trailing bytes rather than guess.
 
+use std::collections::{BTreeMap, BTreeSet};
+
 use bytes::Bytes;
 
 const TYPE_OFFSET: u8 = 1;
 const TYPE_GROUP: u8 = 2;
+const TYPE_CONSUMER_GROUP: u8 = 3;
+const TYPE_CONSUMER_MEMBER: u8 = 4;
+const TYPE_CONSUMER_TARGET: u8 = 5;
 const VERSION_0: u8 = 0;
 
 /// Why a record could not be encoded or decoded.
@@ -64,12 +87,27 @@ pub enum RecordKey {
     Group {
         group_id: String,
     },
+    ConsumerGroup {
+        group_id: String,
+    },
+    ConsumerMember {
+        group_id: String,
+        member_id: String,
+    },
+    ConsumerTarget {
+        group_id: String,
+        member_id: String,
+    },
 }
 
 impl RecordKey {
     pub fn group_id(&self) -> &str {
         match self {
-            Self::Offset { group_id, .. } | Self::Group { group_id } => group_id,
+            Self::Offset { group_id, .. }
+            | Self::Group { group_id }
+            | Self::ConsumerGroup { group_id }
+            | Self::ConsumerMember { group_id, .. }
+            | Self::ConsumerTarget { group_id, .. } => group_id,
         }
     }
 
@@ -77,8 +115,40 @@ impl RecordKey {
         match self {
             Self::Offset { .. } => TYPE_OFFSET,
             Self::Group { .. } => TYPE_GROUP,
+            Self::ConsumerGroup { .. } => TYPE_CONSUMER_GROUP,
+            Self::ConsumerMember { .. } => TYPE_CONSUMER_MEMBER,
+            Self::ConsumerTarget { .. } => TYPE_CONSUMER_TARGET,
         }
     }
+}
+
+/// A KIP-848 assignment: topic name → partitions.
+pub type TopicAssignment = BTreeMap<String, BTreeSet<i32>>;
+
+/// A consumer group's epochs and the partition counts its target assignment was computed from.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ConsumerGroupValue {
+    pub group_epoch: i32,
+    pub assignment_epoch: i32,
+    pub partition_counts: BTreeMap<String, i32>,
+}
+
+/// A consumer group member: what it sent and where its reconciliation stands.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ConsumerMemberValue {
+    pub instance_id: Option<String>,
+    pub rack_id: Option<String>,
+    pub client_id: String,
+    pub client_host: String,
+    pub rebalance_timeout_ms: i32,
+    pub server_assignor: Option<String>,
+    pub subscribed_topics: BTreeSet<String>,
+    pub member_epoch: i32,
+    pub previous_member_epoch: i32,
+    /// 0 stable, 1 unrevoked partitions, 2 unreleased partitions (Kafka's `MemberState`).
+    pub state: u8,
+    pub assigned: TopicAssignment,
+    pub pending_revocation: TopicAssignment,
 }
 
 /// A committed offset.
@@ -123,6 +193,9 @@ pub struct GroupValue {
 pub enum RecordValue {
     Offset(OffsetValue),
     Group(GroupValue),
+    ConsumerGroup(ConsumerGroupValue),
+    ConsumerMember(ConsumerMemberValue),
+    ConsumerTarget(TopicAssignment),
 }
 
 impl RecordValue {
@@ -130,6 +203,9 @@ impl RecordValue {
         match self {
             Self::Offset(_) => TYPE_OFFSET,
             Self::Group(_) => TYPE_GROUP,
+            Self::ConsumerGroup(_) => TYPE_CONSUMER_GROUP,
+            Self::ConsumerMember(_) => TYPE_CONSUMER_MEMBER,
+            Self::ConsumerTarget(_) => TYPE_CONSUMER_TARGET,
         }
     }
 }
@@ -218,7 +294,18 @@ fn encode_key(key: &RecordKey) -> Result<Vec<u8>, RecordError> {
             w.str(topic)?;
             w.i32(*partition);
         }
-        RecordKey::Group { group_id } => w.str(group_id)?,
+        RecordKey::Group { group_id } | RecordKey::ConsumerGroup { group_id } => w.str(group_id)?,
+        RecordKey::ConsumerMember {
+            group_id,
+            member_id,
+        }
+        | RecordKey::ConsumerTarget {
+            group_id,
+            member_id,
+        } => {
+            w.str(group_id)?;
+            w.str(member_id)?;
+        }
     }
     Ok(w.0)
 }
@@ -233,6 +320,17 @@ fn encode_value(value: &RecordValue) -> Result<Vec<u8>, RecordError> {
             w.i64(v.commit_timestamp_ms);
         }
         RecordValue::Group(v) => encode_group(&mut w, v)?,
+        RecordValue::ConsumerGroup(v) => {
+            w.i32(v.group_epoch);
+            w.i32(v.assignment_epoch);
+            w.len(v.partition_counts.len())?;
+            for (topic, count) in &v.partition_counts {
+                w.str(topic)?;
+                w.i32(*count);
+            }
+        }
+        RecordValue::ConsumerMember(v) => encode_consumer_member(&mut w, v)?,
+        RecordValue::ConsumerTarget(a) => w.assignment(a)?,
     }
     Ok(w.0)
 }
@@ -257,6 +355,51 @@ fn encode_group(w: &mut Writer, v: &GroupValue) -> Result<(), RecordError> {
     Ok(())
 }
 
+fn encode_consumer_member(w: &mut Writer, v: &ConsumerMemberValue) -> Result<(), RecordError> {
+    w.nstr(v.instance_id.as_deref())?;
+    w.nstr(v.rack_id.as_deref())?;
+    w.str(&v.client_id)?;
+    w.str(&v.client_host)?;
+    w.i32(v.rebalance_timeout_ms);
+    w.nstr(v.server_assignor.as_deref())?;
+    w.len(v.subscribed_topics.len())?;
+    for topic in &v.subscribed_topics {
+        w.str(topic)?;
+    }
+    w.i32(v.member_epoch);
+    w.i32(v.previous_member_epoch);
+    w.0.push(v.state);
+    w.assignment(&v.assigned)?;
+    w.assignment(&v.pending_revocation)
+}
+
+fn decode_consumer_member(r: &mut Reader<'_>) -> Result<ConsumerMemberValue, RecordError> {
+    let instance_id = r.nstr()?;
+    let rack_id = r.nstr()?;
+    let client_id = r.str()?;
+    let client_host = r.str()?;
+    let rebalance_timeout_ms = r.i32()?;
+    let server_assignor = r.nstr()?;
+    let mut subscribed_topics = BTreeSet::new();
+    for _ in 0..r.u32()? {
+        subscribed_topics.insert(r.str()?);
+    }
+    Ok(ConsumerMemberValue {
+        instance_id,
+        rack_id,
+        client_id,
+        client_host,
+        rebalance_timeout_ms,
+        server_assignor,
+        subscribed_topics,
+        member_epoch: r.i32()?,
+        previous_member_epoch: r.i32()?,
+        state: r.array::<1>()?[0],
+        assigned: r.assignment()?,
+        pending_revocation: r.assignment()?,
+    })
+}
+
 fn decode_key(bytes: &[u8]) -> Result<RecordKey, RecordError> {
     let mut r = Reader(bytes);
     let record_type = r.header()?;
@@ -265,6 +408,15 @@ fn decode_key(bytes: &[u8]) -> Result<RecordKey, RecordError> {
             group_id: r.str()?,
             topic: r.str()?,
             partition: r.i32()?,
+        },
+        TYPE_CONSUMER_GROUP => RecordKey::ConsumerGroup { group_id: r.str()? },
+        TYPE_CONSUMER_MEMBER => RecordKey::ConsumerMember {
+            group_id: r.str()?,
+            member_id: r.str()?,
+        },
+        TYPE_CONSUMER_TARGET => RecordKey::ConsumerTarget {
+            group_id: r.str()?,
+            member_id: r.str()?,
         },
         _ => RecordKey::Group { group_id: r.str()? },
     };
@@ -281,6 +433,22 @@ fn decode_value(bytes: &[u8]) -> Result<RecordValue, RecordError> {
             metadata: r.str()?,
             commit_timestamp_ms: r.i64()?,
         }),
+        TYPE_CONSUMER_GROUP => {
+            let group_epoch = r.i32()?;
+            let assignment_epoch = r.i32()?;
+            let mut partition_counts = BTreeMap::new();
+            for _ in 0..r.u32()? {
+                let topic = r.str()?;
+                partition_counts.insert(topic, r.i32()?);
+            }
+            RecordValue::ConsumerGroup(ConsumerGroupValue {
+                group_epoch,
+                assignment_epoch,
+                partition_counts,
+            })
+        }
+        TYPE_CONSUMER_MEMBER => RecordValue::ConsumerMember(decode_consumer_member(&mut r)?),
+        TYPE_CONSUMER_TARGET => RecordValue::ConsumerTarget(r.assignment()?),
         _ => RecordValue::Group(decode_group(&mut r)?),
     };
     r.finish()?;
@@ -345,6 +513,18 @@ impl Writer {
         self.bytes(v.as_bytes())
     }
 
+    fn assignment(&mut self, a: &TopicAssignment) -> Result<(), RecordError> {
+        self.len(a.len())?;
+        for (topic, partitions) in a {
+            self.str(topic)?;
+            self.len(partitions.len())?;
+            for p in partitions {
+                self.i32(*p);
+            }
+        }
+        Ok(())
+    }
+
     fn nstr(&mut self, v: Option<&str>) -> Result<(), RecordError> {
         match v {
             None => self.i32(-1),
@@ -378,7 +558,7 @@ impl Reader<'_> {
 
     fn header(&mut self) -> Result<u8, RecordError> {
         let [record_type, version] = self.array::<2>()?;
-        if record_type != TYPE_OFFSET && record_type != TYPE_GROUP {
+        if !(TYPE_OFFSET..=TYPE_CONSUMER_TARGET).contains(&record_type) {
             return Err(RecordError::UnknownType(record_type));
         }
         if version != VERSION_0 {
@@ -415,6 +595,20 @@ impl Reader<'_> {
     fn str(&mut self) -> Result<String, RecordError> {
         let len = usize::try_from(self.u32()?).map_err(|_| RecordError::Truncated)?;
         self.utf8(len)
+    }
+
+    /// No capacity from wire counts: every element is read (bounds-checked) before it is kept.
+    fn assignment(&mut self) -> Result<TopicAssignment, RecordError> {
+        let mut a = TopicAssignment::new();
+        for _ in 0..self.u32()? {
+            let topic = self.str()?;
+            let mut partitions = BTreeSet::new();
+            for _ in 0..self.u32()? {
+                partitions.insert(self.i32()?);
+            }
+            a.insert(topic, partitions);
+        }
+        Ok(a)
     }
 
     fn nstr(&mut self) -> Result<Option<String>, RecordError> {
@@ -477,7 +671,43 @@ mod tests {
             metadata: "m€".into(),
             commit_timestamp_ms: 9,
         };
+        let assignment: TopicAssignment = [("t".to_string(), BTreeSet::from([0, 2]))].into();
+        let member = ConsumerMemberValue {
+            instance_id: Some("i".into()),
+            rack_id: None,
+            client_id: "c".into(),
+            client_host: "/h".into(),
+            rebalance_timeout_ms: 300_000,
+            server_assignor: Some("range".into()),
+            subscribed_topics: BTreeSet::from(["t".to_string(), "u".to_string()]),
+            member_epoch: 4,
+            previous_member_epoch: 3,
+            state: 1,
+            assigned: assignment.clone(),
+            pending_revocation: [("u".to_string(), BTreeSet::from([1]))].into(),
+        };
+        let consumer_key = |k: fn(String, String) -> RecordKey| k("g".into(), "m".into());
         let records = vec![
+            Record {
+                key: RecordKey::ConsumerGroup { group_id: "g".into() },
+                value: Some(RecordValue::ConsumerGroup(ConsumerGroupValue {
+                    group_epoch: 5,
+                    assignment_epoch: 5,
+                    partition_counts: [("t".to_string(), 3)].into(),
+                })),
+            },
+            Record {
+                key: consumer_key(|group_id, member_id| RecordKey::ConsumerMember { group_id, member_id }),
+                value: Some(RecordValue::ConsumerMember(member)),
+            },
+            Record {
+                key: consumer_key(|group_id, member_id| RecordKey::ConsumerTarget { group_id, member_id }),
+                value: Some(RecordValue::ConsumerTarget(assignment)),
+            },
+            Record {
+                key: consumer_key(|group_id, member_id| RecordKey::ConsumerTarget { group_id, member_id }),
+                value: None,
+            },
             group_record(),
             Record::group_tombstone("g"),
             Record::offset(&tp, "g", offset),

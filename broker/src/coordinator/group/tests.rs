@@ -837,7 +837,7 @@ fn simple_commits_create_an_offsets_only_group() {
         vec![ListedGroup {
             group_id: "simple".into(),
             protocol_type: String::new(),
-            state: GroupState::Empty,
+            state: "Empty",
             group_type: "classic"
         }]
     );

@@ -197,8 +197,7 @@ class GroupsTest {
      * Admin.listConsumerGroupOffsets gives back exactly the committed offsets and metadata.
      */
     @ParameterizedTest(name = "group.protocol={0}")
-    // "consumer" (KIP-848) joins this list when ConsumerGroupHeartbeat lands: protocol-tests/pending/README.md
-    @ValueSource(strings = {"classic"})
+    @ValueSource(strings = {"classic", "consumer"})
     void secondMemberTakesAShareAndCommittedOffsetsMatchAdmin(String protocol) throws Exception {
         withBroker(broker -> {
             long started = System.nanoTime();
