@@ -537,6 +537,24 @@ impl ConsumerGroup {
         Ok(())
     }
 
+    /// Offsets to expire under `offsets.retention.minutes`, as Kafka does for consumer groups:
+    /// committed more than `retention_ms` ago, of a topic no member subscribes to now (an empty
+    /// group subscribes to nothing). Marks them in flight; returns their tombstones and keys.
+    pub(super) fn expire(&mut self, now_ms: i64, retention_ms: i64) -> Option<(Vec<Record>, Vec<super::TopicPartition>)> {
+        if self.deleting {
+            return None;
+        }
+        let subscribed: BTreeSet<String> =
+            self.persisted.members.values().flat_map(|m| m.subscribed_topics.iter().cloned()).collect();
+        let keys = self.offsets.expired(now_ms, retention_ms, |o| o.commit_timestamp_ms, |t| subscribed.contains(t));
+        if keys.is_empty() {
+            return None;
+        }
+        let records = keys.iter().map(|tp| Record::offset_tombstone(&self.group_id, tp)).collect();
+        self.offsets.begin_writes(&keys);
+        Some((records, keys))
+    }
+
     pub(super) fn is_subscribed_to(&self, topic: &str) -> bool {
         self.persisted.members.values().any(|m| m.subscribed_topics.contains(topic))
     }
@@ -943,6 +961,34 @@ mod tests {
         assert_eq!((listed.len(), listed[0].state, listed[0].group_type), (1, "Stable", "consumer"));
         assert!(h.c.list_groups(&[], &["classic".into()]).is_empty());
         assert_eq!(h.c.describe_group("g"), Err(GroupError::GroupIdNotFound));
+    }
+
+    #[test]
+    fn offsets_of_topics_no_member_subscribes_to_expire() {
+        let mut h = Harness::new();
+        let config = GroupConfig { offsets_retention_ms: 20_000, offsets_retention_check_interval_ms: 1_000, ..Default::default() };
+        h.c = GroupCoordinator::new(config, 7);
+        h.join("a");
+        let commit = |topic: &str| super::super::CommitRequest {
+            group_id: "g".into(),
+            member_id: "a".into(),
+            generation_id: 1,
+            group_instance_id: None,
+            offsets: vec![super::super::CommitOffset { topic: topic.into(), partition: 0, offset: 5, leader_epoch: -1, metadata: None }],
+        };
+        for topic in ["t", "old"] {
+            let step = h.c.commit_offsets(commit(topic), h.now);
+            h.flush(step.effects);
+        }
+        let offset_of = |h: &Harness, topic: &str| {
+            h.c.fetch_offsets("g", Some(&[TopicPartition { topic: topic.into(), partition: 0 }])).unwrap()[0].offset
+        };
+        assert_eq!((offset_of(&h, "t"), offset_of(&h, "old")), (5, 5));
+        // Past the retention time, within the member's session timeout (45 s).
+        h.tick(25_000);
+        assert_eq!(offset_of(&h, "t"), 5, "the member still subscribes to t");
+        assert_eq!(offset_of(&h, "old"), -1, "nobody subscribes to old: its offset expired");
+        assert!(h.log.iter().any(|r| r.value.is_none() && matches!(&r.key, RecordKey::Offset { topic, .. } if topic == "old")));
     }
 
     #[test]

@@ -595,6 +595,12 @@ impl GroupCoordinator {
                     .values_mut()
                     .filter_map(|g| g.expire(now_ms, retention_ms)),
             );
+            for group in self.consumer_groups.values_mut() {
+                if let Some((records, keys)) = group.expire(now_ms, retention_ms) {
+                    let kind = WriteKind::Expire { group_id: group.group_id.clone(), keys, group_deleted: false };
+                    out.writes.push((kind, records));
+                }
+            }
         }
         self.register(out)
     }
