@@ -29,6 +29,8 @@ use crate::replica::Partition;
 pub const OFFSETS_TOPIC: &str = "__consumer_offsets";
 /// How often coordinators are ticked (session and rebalance timeouts fire at this resolution).
 const TICK_MS: u64 = 100;
+/// Pause after a failed write to the offsets log before the next one.
+const WRITE_FAILURE_PAUSE_MS: u64 = 100;
 /// Requests queued per coordinator partition before callers wait.
 const QUEUE_DEPTH: usize = 1024;
 
@@ -325,7 +327,13 @@ async fn apply_effects(partition: &Partition, coordinator: &mut GroupCoordinator
         deliver(parked, effects.completions);
         for write in effects.writes {
             let result = load::append_records(partition, &write.records).await;
+            let failed = result.is_err();
             pending.push_back(coordinator.write_completed(write.id, result, crate::clock::now_ms()));
+            if failed {
+                // A log that keeps failing must not turn the coordinator's reaction to each
+                // failure (new writes) into a busy loop: at most one failed write per pause.
+                tokio::time::sleep(Duration::from_millis(WRITE_FAILURE_PAUSE_MS)).await;
+            }
         }
     }
 }
