@@ -23,13 +23,9 @@ use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughpu
 use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
 use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
 use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
-use kafka_protocol::messages::{
-    BrokerId, FetchRequest, MetadataRequest, ProduceRequest, RequestHeader, TopicName,
-};
+use kafka_protocol::messages::{BrokerId, FetchRequest, MetadataRequest, ProduceRequest, RequestHeader, TopicName};
 use kafka_protocol::protocol::{Decodable, Encodable, Request, StrBytes};
-use kafka_protocol::records::{
-    Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
-};
+use kafka_protocol::records::{Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType};
 use sluice::protocol::codec::{decode_body, decode_request};
 use sluice::protocol::frame::take_frame;
 
@@ -58,12 +54,8 @@ fn wire<R: Request + Encodable>(request: &R, version: i16, correlation_id: i32) 
         .with_correlation_id(correlation_id)
         .with_client_id(Some(StrBytes::from_static_str("bench-client")));
     let mut body = BytesMut::new();
-    header
-        .encode(&mut body, R::header_version(version))
-        .expect("bench setup: header encodes");
-    request
-        .encode(&mut body, version)
-        .expect("bench setup: request encodes");
+    header.encode(&mut body, R::header_version(version)).expect("bench setup: header encodes");
+    request.encode(&mut body, version).expect("bench setup: request encodes");
     let mut out = BytesMut::with_capacity(4 + body.len());
     out.put_i32(i32::try_from(body.len()).expect("bench setup: frame fits i32"));
     out.extend_from_slice(&body);
@@ -72,9 +64,7 @@ fn wire<R: Request + Encodable>(request: &R, version: i16, correlation_id: i32) 
 
 /// One uncompressed v2 batch of 16 records of 1 KiB each (about 16 KiB with framing).
 fn record_batch() -> Bytes {
-    let now_ms = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(0));
+    let now_ms = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(0));
     let records: Vec<Record> = (0..16)
         .map(|i| Record {
             transactional: false,
@@ -94,25 +84,16 @@ fn record_batch() -> Bytes {
         })
         .collect();
     let mut buf = BytesMut::new();
-    let options = RecordEncodeOptions {
-        version: 2,
-        compression: Compression::None,
-    };
-    RecordBatchEncoder::encode(&mut buf, records.iter(), &options)
-        .expect("bench setup: batch encodes");
+    let options = RecordEncodeOptions { version: 2, compression: Compression::None };
+    RecordBatchEncoder::encode(&mut buf, records.iter(), &options).expect("bench setup: batch encodes");
     buf.freeze()
 }
 
 fn produce_v9() -> Bytes {
-    let partition = PartitionProduceData::default()
-        .with_index(0)
-        .with_records(Some(record_batch()));
-    let request = ProduceRequest::default()
-        .with_acks(-1)
-        .with_timeout_ms(30_000)
-        .with_topic_data(vec![TopicProduceData::default()
-            .with_name(topic("bench-produce"))
-            .with_partition_data(vec![partition])]);
+    let partition = PartitionProduceData::default().with_index(0).with_records(Some(record_batch()));
+    let request = ProduceRequest::default().with_acks(-1).with_timeout_ms(30_000).with_topic_data(vec![
+        TopicProduceData::default().with_name(topic("bench-produce")).with_partition_data(vec![partition]),
+    ]);
     wire(&request, 9, 1)
 }
 
@@ -134,21 +115,14 @@ fn fetch_v12() -> Bytes {
         .with_min_bytes(1)
         .with_max_bytes(50 << 20)
         .with_isolation_level(1)
-        .with_topics(vec![FetchTopic::default()
-            .with_topic(topic("bench-fetch"))
-            .with_partitions(partitions)]);
+        .with_topics(vec![FetchTopic::default().with_topic(topic("bench-fetch")).with_partitions(partitions)]);
     wire(&request, 12, 2)
 }
 
 fn metadata_v12() -> Bytes {
-    let topics = (0..10)
-        .map(|i| {
-            MetadataRequestTopic::default().with_name(Some(topic(&format!("bench-topic-{i}"))))
-        })
-        .collect();
-    let request = MetadataRequest::default()
-        .with_topics(Some(topics))
-        .with_allow_auto_topic_creation(false);
+    let topics =
+        (0..10).map(|i| MetadataRequestTopic::default().with_name(Some(topic(&format!("bench-topic-{i}"))))).collect();
+    let request = MetadataRequest::default().with_topics(Some(topics)).with_allow_auto_topic_creation(false);
     wire(&request, 12, 3)
 }
 
@@ -174,26 +148,14 @@ fn decode_metadata(frame: Bytes) -> usize {
 fn cases() -> Vec<Case> {
     let mut cases = Vec::new();
     for (name, wire, decode) in [
-        (
-            "produce_v9_16KiB",
-            produce_v9(),
-            decode_produce as fn(Bytes) -> usize,
-        ),
+        ("produce_v9_16KiB", produce_v9(), decode_produce as fn(Bytes) -> usize),
         ("fetch_v12_8_partitions", fetch_v12(), decode_fetch),
         ("metadata_v12_10_topics", metadata_v12(), decode_metadata),
     ] {
         let frame = wire.slice(4..);
         // Decoded once here, so a bench never times a request that fails half-way.
-        assert!(
-            decode(frame.clone()) > 0,
-            "{name}: decodes with its partitions or topics"
-        );
-        cases.push(Case {
-            name,
-            wire,
-            frame,
-            decode,
-        });
+        assert!(decode(frame.clone()) > 0, "{name}: decodes with its partitions or topics");
+        cases.push(Case { name, wire, frame, decode });
     }
     cases
 }

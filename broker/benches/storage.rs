@@ -30,9 +30,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use bytes::{Bytes, BytesMut};
 use criterion::{criterion_group, criterion_main, Bencher, Criterion, SamplingMode, Throughput};
-use kafka_protocol::records::{
-    Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
-};
+use kafka_protocol::records::{Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType};
 use sluice::storage::batch::validate_record_set;
 use sluice::storage::{Log, LogConfig};
 
@@ -43,9 +41,7 @@ const LOG_BYTES: usize = 64 << 20;
 const READ_BYTES: usize = 1 << 20;
 
 fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(0))
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(0))
 }
 
 /// One uncompressed v2 batch of 16 records with 1 KiB values that do not repeat (so a
@@ -83,32 +79,20 @@ fn record_batch() -> Vec<u8> {
         })
         .collect();
     let mut buf = BytesMut::new();
-    let options = RecordEncodeOptions {
-        version: 2,
-        compression: Compression::None,
-    };
-    RecordBatchEncoder::encode(&mut buf, records.iter(), &options)
-        .expect("bench setup: batch encodes");
+    let options = RecordEncodeOptions { version: 2, compression: Compression::None };
+    RecordBatchEncoder::encode(&mut buf, records.iter(), &options).expect("bench setup: batch encodes");
     buf.to_vec()
 }
 
 /// A log that acknowledges without fsync (`flush.messages` never reached).
 fn page_cache_config() -> LogConfig {
-    LogConfig {
-        flush_messages: i64::MAX,
-        ..LogConfig::default()
-    }
+    LogConfig { flush_messages: i64::MAX, ..LogConfig::default() }
 }
 
 /// Opens an empty log in a new subdirectory of `root`.
 fn open_log(root: &Path, generation: &mut u32) -> Log {
     *generation += 1;
-    Log::open(
-        &root.join(format!("bench-{generation}")),
-        page_cache_config(),
-        now_ms(),
-    )
-    .expect("bench setup: log opens")
+    Log::open(&root.join(format!("bench-{generation}")), page_cache_config(), now_ms()).expect("bench setup: log opens")
 }
 
 /// Times `iters` appends (each followed by `flush_to` when `fsync`), replacing the log with an
@@ -172,27 +156,19 @@ fn bench_append(c: &mut Criterion, root: &Path, batch: &[u8]) {
 }
 
 fn bench_read(c: &mut Criterion, root: &Path, batch: &[u8]) {
-    let log = Log::open(&root.join("read"), page_cache_config(), now_ms())
-        .expect("bench setup: log opens");
+    let log = Log::open(&root.join("read"), page_cache_config(), now_ms()).expect("bench setup: log opens");
     let mut records = batch.to_vec();
     let now = now_ms();
     for _ in 0..(LOG_BYTES / batch.len()).max(1) {
-        log.append(&mut records, 0, now)
-            .expect("bench setup: append");
+        log.append(&mut records, 0, now).expect("bench setup: append");
     }
     // On disk, so writeback does not run under the reads; the pages stay cached.
     log.flush().expect("bench setup: fsync");
     let middle = log.log_end_offset() / 2;
     let high_watermark = log.high_watermark();
-    let read = || {
-        log.read(middle, READ_BYTES, high_watermark, false)
-            .expect("bench: read")
-    };
+    let read = || log.read(middle, READ_BYTES, high_watermark, false).expect("bench: read");
     let bytes = read().len();
-    assert!(
-        bytes > READ_BYTES / 2 && bytes <= READ_BYTES,
-        "read returns close to 1 MiB of whole batches, got {bytes}"
-    );
+    assert!(bytes > READ_BYTES / 2 && bytes <= READ_BYTES, "read returns close to 1 MiB of whole batches, got {bytes}");
 
     let mut group = c.benchmark_group("storage/read");
     group.throughput(Throughput::Bytes(bytes as u64));

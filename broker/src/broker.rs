@@ -107,7 +107,11 @@ fn group_host_config(config: &BrokerConfig) -> crate::groups::GroupHostConfig {
 ///
 /// # Errors
 /// When the data directory, metadata log or a partition log cannot be opened.
-pub async fn start(config: BrokerConfig, advertised: Endpoint, shutdown: CancellationToken) -> anyhow::Result<Arc<Broker>> {
+pub async fn start(
+    config: BrokerConfig,
+    advertised: Endpoint,
+    shutdown: CancellationToken,
+) -> anyhow::Result<Arc<Broker>> {
     let cluster_id = load_or_create_cluster_id(&config.data_dir, config.node_id)?;
     let controller_config = ControllerConfig {
         node_id: config.node_id,

@@ -211,7 +211,11 @@ impl BrokerConfig {
 
     /// The effective value of topic config `name` for a topic with `overrides`, and where it came
     /// from: the topic, the broker's static config, or the default.
-    pub fn topic_config_value(&self, name: &str, overrides: &BTreeMap<String, String>) -> Option<(String, ConfigSource)> {
+    pub fn topic_config_value(
+        &self,
+        name: &str,
+        overrides: &BTreeMap<String, String>,
+    ) -> Option<(String, ConfigSource)> {
         let def = topic_config(name)?;
         if let Some(v) = overrides.get(name) {
             return Some((v.clone(), ConfigSource::Topic));
@@ -232,7 +236,8 @@ impl BrokerConfig {
             segment_ms: num("segment.ms", d.segment_ms),
             retention_ms: num("retention.ms", d.retention_ms),
             retention_bytes: num("retention.bytes", d.retention_bytes),
-            max_message_bytes: i32::try_from(num("max.message.bytes", i64::from(d.max_message_bytes))).unwrap_or(d.max_message_bytes),
+            max_message_bytes: i32::try_from(num("max.message.bytes", i64::from(d.max_message_bytes)))
+                .unwrap_or(d.max_message_bytes),
             flush_messages: num("flush.messages", d.flush_messages),
             flush_ms: num("flush.ms", d.flush_ms),
             message_timestamp_type_log_append: get("message.timestamp.type") == "LogAppendTime",
@@ -306,7 +311,8 @@ impl GroupSettings {
             || settings.consumer_heartbeat_interval_ms < 1
         {
             return Err(ConfigError::Invalid {
-                name: "offsets.topic.num.partitions/offsets.topic.replication.factor/group.max.size/group.consumer.*".into(),
+                name: "offsets.topic.num.partitions/offsets.topic.replication.factor/group.max.size/group.consumer.*"
+                    .into(),
                 value: String::new(),
                 why: "must be at least 1".into(),
             });
@@ -350,10 +356,9 @@ fn normalize_time_units(values: &mut BTreeMap<String, String>) {
 /// # Errors
 /// When the text is not TOML.
 pub fn flatten_toml(path: &std::path::Path, text: &str) -> Result<BTreeMap<String, String>, ConfigError> {
-    let table: toml::Table = text.parse().map_err(|e: toml::de::Error| ConfigError::Toml {
-        path: path.to_path_buf(),
-        message: e.to_string(),
-    })?;
+    let table: toml::Table = text
+        .parse()
+        .map_err(|e: toml::de::Error| ConfigError::Toml { path: path.to_path_buf(), message: e.to_string() })?;
     let mut out = BTreeMap::new();
     flatten_into("", &toml::Value::Table(table), &mut out);
     Ok(out)
@@ -371,7 +376,8 @@ fn flatten_into(prefix: &str, value: &toml::Value, out: &mut BTreeMap<String, St
             out.insert(prefix.to_string(), s.clone());
         }
         toml::Value::Array(items) => {
-            let joined: Vec<String> = items.iter().map(|i| i.as_str().map_or_else(|| i.to_string(), String::from)).collect();
+            let joined: Vec<String> =
+                items.iter().map(|i| i.as_str().map_or_else(|| i.to_string(), String::from)).collect();
             out.insert(prefix.to_string(), joined.join(","));
         }
         other => {

@@ -65,7 +65,10 @@ fn collect_values(args: &Args) -> anyhow::Result<BTreeMap<String, String>> {
     if let Some(roles) = values.get("process.roles") {
         let mut r: Vec<&str> = roles.split(',').map(str::trim).collect();
         r.sort_unstable();
-        anyhow::ensure!(r == ["broker", "controller"], "process.roles={roles}: only a combined broker,controller node is supported today");
+        anyhow::ensure!(
+            r == ["broker", "controller"],
+            "process.roles={roles}: only a combined broker,controller node is supported today"
+        );
     }
     Ok(values)
 }
@@ -74,7 +77,8 @@ fn main() -> std::process::ExitCode {
     let args = Args::parse();
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
         )
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))

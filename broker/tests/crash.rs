@@ -130,10 +130,7 @@ fn produce_flat_out(
 /// Records the outcome of every send in `ledger`; returns, in send order, the partition and
 /// acknowledged offset of each send (`None` if it failed). Notes in `ledger.inversions` each
 /// time a partition's acknowledged offsets do not rise in send order.
-fn settle(
-    ledger: &mut Ledger,
-    sent: Vec<(i32, String, rdkafka::producer::DeliveryFuture)>,
-) -> Vec<Option<(i32, i64)>> {
+fn settle(ledger: &mut Ledger, sent: Vec<(i32, String, rdkafka::producer::DeliveryFuture)>) -> Vec<Option<(i32, i64)>> {
     let (meta, futures): (Vec<_>, Vec<_>) = sent.into_iter().map(|(p, v, f)| ((p, v), f)).unzip();
     let results = await_deliveries(futures, Duration::from_secs(60));
     let mut last_acked: HashMap<i32, (i64, String)> = HashMap::new();
@@ -177,7 +174,11 @@ fn verify(broker: &Broker, ledger: &Ledger, label: &str) -> Vec<i64> {
         for m in messages {
             let value = m.payload().unwrap_or_default();
             let text = String::from_utf8_lossy(value);
-            assert!(ledger.sent.contains(text.as_ref()), "{label}: {TOPIC}-{p} offset {} holds {text:?}, never sent", m.offset());
+            assert!(
+                ledger.sent.contains(text.as_ref()),
+                "{label}: {TOPIC}-{p} offset {} holds {text:?}, never sent",
+                m.offset()
+            );
             if let Some(first) = seen.insert(value, (p, m.offset())) {
                 panic!("{label}: value {text:?} at {first:?} and again at ({p}, {})", m.offset());
             }
@@ -209,7 +210,8 @@ fn newest_segment(dir: &Path) -> PathBuf {
         .map(|e| e.path())
         .filter(|p| {
             p.extension().is_some_and(|x| x == "log")
-                && p.file_stem().is_some_and(|s| s.len() == 20 && s.to_string_lossy().bytes().all(|b| b.is_ascii_digit()))
+                && p.file_stem()
+                    .is_some_and(|s| s.len() == 20 && s.to_string_lossy().bytes().all(|b| b.is_ascii_digit()))
         })
         .collect();
     logs.sort();
@@ -262,7 +264,8 @@ fn produce_acked(broker: &Broker, ledger: &mut Ledger, cycle: usize, count: u64)
 /// offset).
 fn tear_last_batch(broker: &mut Broker, ledger: &mut Ledger) -> (i64, i64) {
     let partition_dir = broker.data_dir.join(format!("{TOPIC}-0"));
-    let batches_in_active = || segment_batches(&std::fs::read(newest_segment(&partition_dir)).expect("read segment")).len();
+    let batches_in_active =
+        || segment_batches(&std::fs::read(newest_segment(&partition_dir)).expect("read segment")).len();
     for round in 0.. {
         assert!(round < 50, "the active segment of {TOPIC}-0 never held 3 batches");
         produce_acked(broker, ledger, 5 + round, 40);
@@ -275,7 +278,12 @@ fn tear_last_batch(broker: &mut Broker, ledger: &mut Ledger) -> (i64, i64) {
     let bytes = std::fs::read(&segment).expect("read segment");
     let spans = segment_batches(&bytes);
     let last = *spans.last().unwrap_or_else(|| panic!("no batch in {}", segment.display()));
-    assert_eq!(last.position + last.size, bytes.len() as u64, "{}: batches should end at the file's end", segment.display());
+    assert_eq!(
+        last.position + last.size,
+        bytes.len() as u64,
+        "{}: batches should end at the file's end",
+        segment.display()
+    );
     let cut_at = last.position + last.size / 2;
     println!(
         "tearing {}: {} batches, last at {} ({} bytes, offsets {}..={}); truncating {} -> {cut_at}",
@@ -293,7 +301,8 @@ fn tear_last_batch(broker: &mut Broker, ledger: &mut Ledger) -> (i64, i64) {
         ledger.acked[0].remove(offset);
     }
     println!("the torn batch held {} acknowledged records of {TOPIC}-0", lost.len());
-    let segment_base = segment.file_stem().and_then(|s| s.to_str()).and_then(|s| s.parse().ok()).expect("20-digit name");
+    let segment_base =
+        segment.file_stem().and_then(|s| s.to_str()).and_then(|s| s.parse().ok()).expect("20-digit name");
     (segment_base, last.base_offset)
 }
 
@@ -323,7 +332,10 @@ fn acknowledged_records_survive_kill9_and_torn_tail_is_dropped() {
         })
         .collect();
     println!("recovery log lines: {recovery_lines:#?}");
-    assert!(!recovery_lines.is_empty(), "the broker should log that it cut segment {segment_base}'s torn tail; log:\n{recovery_log}");
+    assert!(
+        !recovery_lines.is_empty(),
+        "the broker should log that it cut segment {segment_base}'s torn tail; log:\n{recovery_log}"
+    );
     let highs = verify(&broker, &ledger, "after torn write");
     assert_eq!(highs[0], torn_base, "{TOPIC}-0: the torn batch is gone, everything before it stays");
 

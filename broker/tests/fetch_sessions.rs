@@ -24,9 +24,13 @@ fn topic_name() -> TopicName {
 }
 
 fn produce(client: &mut RawClient, partition: i32, values: &[&[u8]]) -> i64 {
-    let request = ProduceRequest::default().with_acks(-1).with_timeout_ms(5000).with_topic_data(vec![TopicProduceData::default()
+    let request =
+        ProduceRequest::default().with_acks(-1).with_timeout_ms(5000).with_topic_data(vec![TopicProduceData::default(
+        )
         .with_name(topic_name())
-        .with_partition_data(vec![PartitionProduceData::default().with_index(partition).with_records(Some(record_batch(values)))])]);
+        .with_partition_data(vec![PartitionProduceData::default()
+            .with_index(partition)
+            .with_records(Some(record_batch(values)))])]);
     let response = client.send(&request, 9);
     let p = &response.responses[0].partition_responses[0];
     assert_eq!(p.error_code, 0, "produce to partition {partition}");
@@ -37,9 +41,23 @@ fn fetch_partition(partition: i32, offset: i64) -> FetchPartition {
     FetchPartition::default().with_partition(partition).with_fetch_offset(offset).with_partition_max_bytes(1 << 20)
 }
 
-fn fetch(session_id: i32, epoch: i32, partitions: Vec<FetchPartition>, forget: Vec<i32>, max_wait_ms: i32) -> FetchRequest {
-    let topics = if partitions.is_empty() { vec![] } else { vec![FetchTopic::default().with_topic(topic_name()).with_partitions(partitions)] };
-    let forgotten = if forget.is_empty() { vec![] } else { vec![ForgottenTopic::default().with_topic(topic_name()).with_partitions(forget)] };
+fn fetch(
+    session_id: i32,
+    epoch: i32,
+    partitions: Vec<FetchPartition>,
+    forget: Vec<i32>,
+    max_wait_ms: i32,
+) -> FetchRequest {
+    let topics = if partitions.is_empty() {
+        vec![]
+    } else {
+        vec![FetchTopic::default().with_topic(topic_name()).with_partitions(partitions)]
+    };
+    let forgotten = if forget.is_empty() {
+        vec![]
+    } else {
+        vec![ForgottenTopic::default().with_topic(topic_name()).with_partitions(forget)]
+    };
     FetchRequest::default()
         .with_replica_id(kafka_protocol::messages::BrokerId(-1))
         .with_max_wait_ms(max_wait_ms)
@@ -56,7 +74,11 @@ fn partitions_in(response: &FetchResponse) -> Vec<(i32, i64, usize)> {
     response
         .responses
         .iter()
-        .flat_map(|t| t.partitions.iter().map(|p| (p.partition_index, p.high_watermark, p.records.as_ref().map_or(0, |r| r.len()))))
+        .flat_map(|t| {
+            t.partitions
+                .iter()
+                .map(|p| (p.partition_index, p.high_watermark, p.records.as_ref().map_or(0, |r| r.len())))
+        })
         .collect()
 }
 
@@ -64,8 +86,10 @@ fn setup() -> (Broker, RawClient) {
     let broker = Broker::start(&["--set", "num.partitions=2"]);
     let mut client = RawClient::connect(&broker);
     // Metadata auto-creates the topic with two partitions.
-    let topic = kafka_protocol::messages::metadata_request::MetadataRequestTopic::default().with_name(Some(topic_name()));
-    let metadata = client.send(&MetadataRequest::default().with_topics(Some(vec![topic])).with_allow_auto_topic_creation(true), 9);
+    let topic =
+        kafka_protocol::messages::metadata_request::MetadataRequestTopic::default().with_name(Some(topic_name()));
+    let metadata =
+        client.send(&MetadataRequest::default().with_topics(Some(vec![topic])).with_allow_auto_topic_creation(true), 9);
     assert_eq!(metadata.topics[0].partitions.len(), 2);
     (broker, client)
 }
@@ -126,7 +150,11 @@ fn long_poll_waits_for_data_or_the_deadline() {
     // Nothing to read: the answer comes at max_wait_ms, not before.
     let started = Instant::now();
     let empty = client.send(&fetch(0, -1, vec![fetch_partition(0, 0)], vec![], 400), FETCH_VERSION);
-    assert!(started.elapsed() >= Duration::from_millis(350), "answered after {:?}, before max_wait_ms", started.elapsed());
+    assert!(
+        started.elapsed() >= Duration::from_millis(350),
+        "answered after {:?}, before max_wait_ms",
+        started.elapsed()
+    );
     assert_eq!(partitions_in(&empty)[0].2, 0);
 
     // A waiting fetch is woken by an append and returns the record before its deadline.

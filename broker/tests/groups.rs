@@ -615,7 +615,8 @@ fn exactly_one_member_through_joins_and_leaves(strategy: &str) -> Record {
     let group = unique("g-exactly-one");
     create_topic(&bootstrap, &topic, PARTITIONS, &[]);
     let record: Shared = Arc::default();
-    let spec = |name: &str| MemberSpec::new(name, &bootstrap, &group, &topic).set("partition.assignment.strategy", strategy);
+    let spec =
+        |name: &str| MemberSpec::new(name, &bootstrap, &group, &topic).set("partition.assignment.strategy", strategy);
     let m1 = MemberThread::spawn(spec("m1"), &record);
     let m2 = MemberThread::spawn(spec("m2"), &record);
     let producing = produce_paced(&bootstrap, &topic, TOTAL, 200, Duration::from_millis(50));
@@ -658,7 +659,6 @@ fn exactly_one_member_through_joins_and_leaves(strategy: &str) -> Record {
     assert_committed_everything(&bootstrap, &group, &topic, TOTAL);
     copy
 }
-
 
 /// The SIGKILL victim: runs a member in this (re-executed) test binary when `CHILD_ENV` holds
 /// its spec, reporting every event as a line on stdout; a no-op otherwise.

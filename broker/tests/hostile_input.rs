@@ -114,7 +114,9 @@ fn assert_closed(stream: &mut TcpStream, what: &str) {
 fn assert_closed_or_answered(stream: &mut TcpStream, correlation_id: i32, what: &str) {
     match fate(stream) {
         Fate::Closed => {}
-        Fate::Answered(r) => assert_eq!(r.get(..4), Some(&correlation_id.to_be_bytes()[..]), "{what}: answer to another request"),
+        Fate::Answered(r) => {
+            assert_eq!(r.get(..4), Some(&correlation_id.to_be_bytes()[..]), "{what}: answer to another request")
+        }
         Fate::Hung => panic!("{what}: connection neither closed nor answered within {VERDICT_TIMEOUT:?}"),
     }
 }
@@ -252,7 +254,8 @@ fn hand_built_requests_are_well_formed() {
     for (what, body) in cases {
         let correlation_id = i32::from_be_bytes([body[4], body[5], body[6], body[7]]);
         let mut stream = connect(&broker);
-        let r = raw_roundtrip(&mut stream, &body).unwrap_or_else(|| panic!("{what}: a well-formed request is answered"));
+        let r =
+            raw_roundtrip(&mut stream, &body).unwrap_or_else(|| panic!("{what}: a well-formed request is answered"));
         assert_eq!(r.get(..4), Some(&correlation_id.to_be_bytes()[..]), "{what}");
     }
     assert_alive(&mut broker, "after well-formed hand-built requests");
@@ -269,7 +272,11 @@ fn metadata_v4_with_huge_topic_count_does_not_abort() {
     assert_closed_or_answered(&mut stream, 401, "Metadata v4 topics count 0x7fffffff");
     // The body decoder really ran (and asked for the 154,618,822,584 bytes that abort a process
     // with the system allocator): it is the decoder that refused the request.
-    assert!(log_mentions(&broker, "malformed request body"), "the hazard did not reach the body decoder; log:\n{}", broker.log_text());
+    assert!(
+        log_mentions(&broker, "malformed request body"),
+        "the hazard did not reach the body decoder; log:\n{}",
+        broker.log_text()
+    );
     assert_alive(&mut broker, "after Metadata v4 huge count");
 }
 
@@ -511,14 +518,13 @@ fn truncated_bodies_close_or_answer() {
     let mut broker = Broker::start(&[]);
     let topic = TopicName(StrBytes::from_static_str("truncated"));
     // Auto-creation is left at its default (true): v1-3 cannot say false.
-    let metadata =
-        MetadataRequest::default().with_topics(Some(vec![MetadataRequestTopic::default().with_name(Some(topic.clone()))]));
+    let metadata = MetadataRequest::default()
+        .with_topics(Some(vec![MetadataRequestTopic::default().with_name(Some(topic.clone()))]));
     let produce = |v: i16| {
         let partition = PartitionProduceData::default().with_index(0).with_records(Some(record_batch_bytes()));
-        let request = ProduceRequest::default()
-            .with_acks(1)
-            .with_timeout_ms(1000)
-            .with_topic_data(vec![TopicProduceData::default().with_name(topic.clone()).with_partition_data(vec![partition])]);
+        let request = ProduceRequest::default().with_acks(1).with_timeout_ms(1000).with_topic_data(vec![
+            TopicProduceData::default().with_name(topic.clone()).with_partition_data(vec![partition]),
+        ]);
         encode_request(ApiKey::Produce, v, 500 + i32::from(v), &request)
     };
     let cases = [
@@ -530,7 +536,13 @@ fn truncated_bodies_close_or_answer() {
     for (what, full) in cases {
         let correlation_id = i32::from_be_bytes([full[4], full[5], full[6], full[7]]);
         for cut in 1..full.len() {
-            send_and_judge(&broker, &full[..cut], correlation_id, false, &format!("{what} cut at {cut}/{}", full.len()));
+            send_and_judge(
+                &broker,
+                &full[..cut],
+                correlation_id,
+                false,
+                &format!("{what} cut at {cut}/{}", full.len()),
+            );
         }
         assert!(broker.is_running(), "broker died on truncated {what}; log:\n{}", broker.log_text());
     }
@@ -681,14 +693,17 @@ fn a_client_that_never_reads_cannot_grow_broker_memory() {
     let mut broker = Broker::start(&["--set", "fetch.max.bytes=4194304"]);
     let mut client = common::RawClient::connect(&broker);
     let topic = MetadataRequestTopic::default().with_name(Some(TopicName(StrBytes::from_static_str("big"))));
-    let _ = client.send(&MetadataRequest::default().with_topics(Some(vec![topic])).with_allow_auto_topic_creation(true), 9);
+    let _ =
+        client.send(&MetadataRequest::default().with_topics(Some(vec![topic])).with_allow_auto_topic_creation(true), 9);
     // 4 MiB of data in one partition.
     let value = vec![0x5au8; 64 * 1024];
     for _ in 0..64 {
         let batch = common::record_batch(&[value.as_slice()]);
-        let request = ProduceRequest::default().with_acks(1).with_timeout_ms(5000).with_topic_data(vec![TopicProduceData::default()
-            .with_name(TopicName(StrBytes::from_static_str("big")))
-            .with_partition_data(vec![PartitionProduceData::default().with_index(0).with_records(Some(batch))])]);
+        let request = ProduceRequest::default().with_acks(1).with_timeout_ms(5000).with_topic_data(vec![
+            TopicProduceData::default()
+                .with_name(TopicName(StrBytes::from_static_str("big")))
+                .with_partition_data(vec![PartitionProduceData::default().with_index(0).with_records(Some(batch))]),
+        ]);
         assert_eq!(client.send(&request, 9).responses[0].partition_responses[0].error_code, 0);
     }
     let before = broker.rss_kib().unwrap_or(0);
@@ -699,8 +714,14 @@ fn a_client_that_never_reads_cannot_grow_broker_memory() {
         .with_session_epoch(-1)
         .with_topics(vec![FetchTopic::default()
             .with_topic(TopicName(StrBytes::from_static_str("big")))
-            .with_partitions(vec![FetchPartition::default().with_partition(0).with_fetch_offset(0).with_partition_max_bytes(4 << 20)])]);
-    let header = RequestHeader::default().with_request_api_key(ApiKey::Fetch as i16).with_request_api_version(12).with_correlation_id(1);
+            .with_partitions(vec![FetchPartition::default()
+                .with_partition(0)
+                .with_fetch_offset(0)
+                .with_partition_max_bytes(4 << 20)])]);
+    let header = RequestHeader::default()
+        .with_request_api_key(ApiKey::Fetch as i16)
+        .with_request_api_version(12)
+        .with_correlation_id(1);
     let mut body = BytesMut::new();
     header.encode(&mut body, 2).expect("header");
     fetch.encode(&mut body, 12).expect("fetch");

@@ -139,7 +139,11 @@ fn check_consumed(bootstrap: &str, topic: &str, values: &[String], sent: &[Vec<(
         for m in messages {
             let value = m.payload().unwrap_or_default();
             if let Some(first) = seen.insert(value, (p, m.offset())) {
-                panic!("value {:?} appears twice: at {first:?} and at ({p}, {})", String::from_utf8_lossy(value), m.offset());
+                panic!(
+                    "value {:?} appears twice: at {first:?} and at ({p}, {})",
+                    String::from_utf8_lossy(value),
+                    m.offset()
+                );
             }
         }
         assert_contiguous(topic, p, messages, sent[p].len() as i64);
@@ -168,7 +172,11 @@ fn retries_through_severed_connections_keep_exactly_once_and_order() {
     let values: Vec<String> = (0..RECORDS).map(|i| format!("idempotent-value-{i:06}")).collect();
     let sent = produce_all(&producer, topic, &values);
     let cuts = proxy.cuts();
-    println!("proxy accepted {} connections, severed {cuts} live ones, produce took {}", proxy.accepted(), secs(started));
+    println!(
+        "proxy accepted {} connections, severed {cuts} live ones, produce took {}",
+        proxy.accepted(),
+        secs(started)
+    );
     let (transmitted, request_retries) = stats.settled(RECORDS as u64);
     println!(
         "librdkafka transmitted {transmitted} messages for {RECORDS} records ({} resent), {request_retries} request retries",

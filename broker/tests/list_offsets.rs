@@ -147,12 +147,18 @@ fn log_append_time_topic_stamps_records_with_broker_time() {
             other => panic!("offset {}: expected Timestamp::LogAppendTime, got {other:?}", m.offset()),
         }
     }
-    println!("consumed timestamps: first {:?}, last {:?}", consumed[0].first().map(Message::timestamp), consumed[0].last().map(Message::timestamp));
+    println!(
+        "consumed timestamps: first {:?}, last {:?}",
+        consumed[0].first().map(Message::timestamp),
+        consumed[0].last().map(Message::timestamp)
+    );
     // Kafka returns the append time in the produce response; librdkafka hands it to the
     // delivery report, so a producer sees the time its records were stamped with.
     for d in deliveries.iter().flatten() {
         match d.timestamp {
-            Timestamp::LogAppendTime(t) => assert!(window.contains(&t), "delivery report LogAppendTime {t} not within {window:?}"),
+            Timestamp::LogAppendTime(t) => {
+                assert!(window.contains(&t), "delivery report LogAppendTime {t} not within {window:?}")
+            }
             other => panic!("delivery report of offset {}: expected LogAppendTime, got {other:?}", d.offset),
         }
     }

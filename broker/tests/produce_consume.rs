@@ -15,7 +15,9 @@ use rdkafka::message::{Header, Message, OwnedHeaders};
 use rdkafka::producer::FutureRecord;
 
 use common::{segment_batches, Broker};
-use rdkafka_util::{assert_contiguous, await_deliveries, consume_all, create_topic, producer, secs, segment_files, Content};
+use rdkafka_util::{
+    assert_contiguous, await_deliveries, consume_all, create_topic, producer, secs, segment_files, Content,
+};
 
 const PARTITIONS: i32 = 8;
 /// Small enough that every partition rolls several segments for every codec.
@@ -197,7 +199,10 @@ fn round_trip(codec: &str, records: u64) {
         with_codec * 10 >= batches * 9,
         "{codec}: only {with_codec} of {batches} stored batches use the codec (by codec id: {codecs:?})"
     );
-    assert!(segments.iter().all(|&s| s >= 3), "{codec}: each partition should have rolled at least twice (segments {segments:?})");
+    assert!(
+        segments.iter().all(|&s| s >= 3),
+        "{codec}: each partition should have rolled at least twice (segments {segments:?})"
+    );
     assert!(
         inversions.is_empty(),
         "{codec}: {} times a record was acknowledged at a lower offset than the record sent before it \

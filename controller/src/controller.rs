@@ -118,7 +118,11 @@ impl Controller {
     }
 
     /// Creates topics; each gets its own result, in request order.
-    pub async fn create_topics(&self, specs: &[CreateTopicSpec], validate_only: bool) -> Vec<Result<CreatedTopic, ControllerError>> {
+    pub async fn create_topics(
+        &self,
+        specs: &[CreateTopicSpec],
+        validate_only: bool,
+    ) -> Vec<Result<CreatedTopic, ControllerError>> {
         let defaults = self.defaults;
         // Records of earlier items are applied to the scratch image, so a name given twice in one
         // request (validate_only included) fails the second time.
@@ -131,7 +135,11 @@ impl Controller {
     }
 
     /// Grows topics' partition counts.
-    pub async fn create_partitions(&self, growths: &[PartitionGrowth], validate_only: bool) -> Vec<Result<(), ControllerError>> {
+    pub async fn create_partitions(
+        &self,
+        growths: &[PartitionGrowth],
+        validate_only: bool,
+    ) -> Vec<Result<(), ControllerError>> {
         self.run(validate_only, growths, |image, g| create_partitions(image, &g.topic, g.count, g.assignments.clone()))
             .await
     }
@@ -151,8 +159,7 @@ impl Controller {
         changes: &[(String, Vec<(String, AlterOp)>)],
         validate_only: bool,
     ) -> Vec<Result<(), ControllerError>> {
-        self.run(validate_only, changes, |image, (topic, ops)| incremental_alter_topic_configs(image, topic, ops))
-            .await
+        self.run(validate_only, changes, |image, (topic, ops)| incremental_alter_topic_configs(image, topic, ops)).await
     }
 
     /// Hands `broker_id` a fresh block of producer ids.
@@ -198,7 +205,8 @@ mod tests {
             rack: None,
         };
         controller.register_broker(registration).await.expect("register");
-        let spec = CreateTopicSpec { name: "a".into(), num_partitions: -1, replication_factor: -1, ..Default::default() };
+        let spec =
+            CreateTopicSpec { name: "a".into(), num_partitions: -1, replication_factor: -1, ..Default::default() };
         let dry = controller.create_topics(std::slice::from_ref(&spec), true).await;
         assert!(dry[0].is_ok());
         assert!(controller.image().topic_by_name("a").is_none(), "validate_only must not create");

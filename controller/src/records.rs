@@ -19,13 +19,7 @@ pub enum ConfigResource {
 #[serde(tag = "type")]
 pub enum MetadataRecord {
     /// A broker announced itself (node id, endpoint, rack).
-    RegisterBroker {
-        node_id: i32,
-        incarnation_id: Uuid,
-        host: String,
-        port: i32,
-        rack: Option<String>,
-    },
+    RegisterBroker { node_id: i32, incarnation_id: Uuid, host: String, port: i32, rack: Option<String> },
     /// A topic came into existence.
     Topic { name: String, topic_id: Uuid },
     /// A partition's placement and leadership (created, or changed as a whole).
@@ -39,19 +33,11 @@ pub enum MetadataRecord {
         partition_epoch: i32,
     },
     /// A config was set (`Some`) or reset to its default (`None`).
-    Config {
-        resource: ConfigResource,
-        resource_name: String,
-        name: String,
-        value: Option<String>,
-    },
+    Config { resource: ConfigResource, resource_name: String, name: String, value: Option<String> },
     /// A topic and all its partitions and configs were deleted.
     RemoveTopic { topic_id: Uuid },
     /// A block of producer ids was handed to a broker; the next block starts after it.
-    ProducerIds {
-        broker_id: i32,
-        next_producer_id: i64,
-    },
+    ProducerIds { broker_id: i32, next_producer_id: i64 },
 }
 
 /// The current record encoding version.

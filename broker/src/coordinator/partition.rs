@@ -3,9 +3,7 @@
 
 /// Java's `String.hashCode()`: `h = 31 * h + c` over the UTF-16 code units, wrapping on overflow.
 pub fn java_string_hash(s: &str) -> i32 {
-    s.encode_utf16().fold(0i32, |h, unit| {
-        h.wrapping_mul(31).wrapping_add(i32::from(unit))
-    })
+    s.encode_utf16().fold(0i32, |h, unit| h.wrapping_mul(31).wrapping_add(i32::from(unit)))
 }
 
 /// Kafka's `Utils.abs`: the absolute value, except that `i32::MIN` (which has none) maps to 0.

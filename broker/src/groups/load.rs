@@ -4,7 +4,9 @@
 use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
-use kafka_protocol::records::{Compression, Record as WireRecord, RecordBatchDecoder, RecordBatchEncoder, RecordEncodeOptions, TimestampType};
+use kafka_protocol::records::{
+    Compression, Record as WireRecord, RecordBatchDecoder, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
+};
 use sluice_controller::ops::topics::CreateTopicSpec;
 use sluice_controller::ControllerError;
 
@@ -21,7 +23,11 @@ const REPLAY_READ_BYTES: usize = 1 << 20;
 ///
 /// # Errors
 /// COORDINATOR_NOT_AVAILABLE when the topic cannot be created or the partition is not led here.
-pub async fn offsets_partition(broker: &Arc<Broker>, config: &GroupHostConfig, index: i32) -> Result<Arc<Partition>, GroupError> {
+pub async fn offsets_partition(
+    broker: &Arc<Broker>,
+    config: &GroupHostConfig,
+    index: i32,
+) -> Result<Arc<Partition>, GroupError> {
     let mut image = broker.metadata.image();
     if image.topic_by_name(OFFSETS_TOPIC).is_none() {
         let brokers = i16::try_from(image.brokers.len()).unwrap_or(i16::MAX).max(1);
@@ -57,7 +63,9 @@ pub async fn offsets_partition(broker: &Arc<Broker>, config: &GroupHostConfig, i
 /// COORDINATOR_NOT_AVAILABLE when the log cannot be read.
 pub async fn replay(partition: &Arc<Partition>, config: &GroupConfig) -> Result<GroupCoordinator, GroupError> {
     let log = Arc::clone(&partition.log);
-    let records = tokio::task::spawn_blocking(move || read_all(&log)).await.map_err(|_| GroupError::CoordinatorNotAvailable)??;
+    let records = tokio::task::spawn_blocking(move || read_all(&log))
+        .await
+        .map_err(|_| GroupError::CoordinatorNotAvailable)??;
     let seed = rand_seed();
     tracing::info!(topic = %partition.topic, partition = partition.index, records = records.len(), "replaying group records");
     Ok(GroupCoordinator::replay(config.clone(), seed, records, crate::clock::now_ms()))
@@ -138,8 +146,12 @@ pub async fn append_records(partition: &Partition, group_records: &[Record]) -> 
         });
     }
     let mut buf = BytesMut::new();
-    RecordBatchEncoder::encode(&mut buf, wire.iter(), &RecordEncodeOptions { version: 2, compression: Compression::None })
-        .map_err(|_| GroupError::UnknownServerError)?;
+    RecordBatchEncoder::encode(
+        &mut buf,
+        wire.iter(),
+        &RecordEncodeOptions { version: 2, compression: Compression::None },
+    )
+    .map_err(|_| GroupError::UnknownServerError)?;
     let info = partition.append(buf.to_vec(), 0).await.map_err(|e| {
         tracing::warn!(error = %e, "group records append failed");
         GroupError::UnknownServerError

@@ -18,8 +18,9 @@ use tokio::sync::{mpsc, oneshot, Mutex};
 
 use crate::broker::Broker;
 use crate::coordinator::group::{
-    CommitRequest, ConsumerGroupDescription, ConsumerHeartbeatRequest, ConsumerHeartbeatResponse, Effects, FetchedOffset, GroupConfig, GroupCoordinator, GroupDescription, GroupError, HeartbeatRequest,
-    JoinRequest, JoinResponse, LeaveMember, LeaveResult, ListedGroup, Outcome, PartitionResult, Reply, Step, SyncRequest,
+    CommitRequest, ConsumerGroupDescription, ConsumerHeartbeatRequest, ConsumerHeartbeatResponse, Effects,
+    FetchedOffset, GroupConfig, GroupCoordinator, GroupDescription, GroupError, HeartbeatRequest, JoinRequest,
+    JoinResponse, LeaveMember, LeaveResult, ListedGroup, Outcome, PartitionResult, Reply, Step, SyncRequest,
     SyncResponse, Ticket, TopicPartition,
 };
 use crate::coordinator::partition::partition_for;
@@ -115,7 +116,9 @@ impl GroupHost {
         &self,
         broker: &Arc<Broker>,
         group_id: &str,
-        job: impl FnOnce(&mut GroupCoordinator, i64, oneshot::Sender<T>) -> (Effects, Option<(Ticket, Parked)>) + Send + 'static,
+        job: impl FnOnce(&mut GroupCoordinator, i64, oneshot::Sender<T>) -> (Effects, Option<(Ticket, Parked)>)
+            + Send
+            + 'static,
     ) -> Result<T, GroupError> {
         let tx = self.shard(broker, group_id).await?;
         let (reply_tx, reply_rx) = oneshot::channel();
@@ -155,7 +158,12 @@ impl GroupHost {
         .await?
     }
 
-    pub async fn leave(&self, broker: &Arc<Broker>, group_id: String, members: Vec<LeaveMember>) -> Result<Vec<LeaveResult>, GroupError> {
+    pub async fn leave(
+        &self,
+        broker: &Arc<Broker>,
+        group_id: String,
+        members: Vec<LeaveMember>,
+    ) -> Result<Vec<LeaveResult>, GroupError> {
         let id = group_id.clone();
         self.submit(broker, &id, move |c, now, tx| {
             let (result, effects) = c.leave(&group_id, members, now);
@@ -176,7 +184,12 @@ impl GroupHost {
         .await
     }
 
-    pub async fn fetch_offsets(&self, broker: &Arc<Broker>, group_id: String, partitions: Option<Vec<TopicPartition>>) -> Result<Vec<FetchedOffset>, GroupError> {
+    pub async fn fetch_offsets(
+        &self,
+        broker: &Arc<Broker>,
+        group_id: String,
+        partitions: Option<Vec<TopicPartition>>,
+    ) -> Result<Vec<FetchedOffset>, GroupError> {
         let id = group_id.clone();
         self.submit(broker, &id, move |c, _now, tx| {
             let _ = tx.send(c.fetch_offsets(&group_id, partitions.as_deref()));
@@ -185,7 +198,12 @@ impl GroupHost {
         .await?
     }
 
-    pub async fn delete_offsets(&self, broker: &Arc<Broker>, group_id: String, partitions: Vec<TopicPartition>) -> Result<Vec<PartitionResult>, GroupError> {
+    pub async fn delete_offsets(
+        &self,
+        broker: &Arc<Broker>,
+        group_id: String,
+        partitions: Vec<TopicPartition>,
+    ) -> Result<Vec<PartitionResult>, GroupError> {
         let id = group_id.clone();
         self.submit(broker, &id, move |c, now, tx| {
             parkable(c.delete_offsets(&group_id, partitions, now), tx, |r| match r {
@@ -197,7 +215,11 @@ impl GroupHost {
     }
 
     /// Deletes groups (each routed to its own coordinator partition).
-    pub async fn delete_groups(&self, broker: &Arc<Broker>, group_ids: Vec<String>) -> Vec<(String, Result<(), GroupError>)> {
+    pub async fn delete_groups(
+        &self,
+        broker: &Arc<Broker>,
+        group_ids: Vec<String>,
+    ) -> Vec<(String, Result<(), GroupError>)> {
         let mut results = Vec::with_capacity(group_ids.len());
         for group_id in group_ids {
             let id = group_id.clone();
@@ -220,11 +242,16 @@ impl GroupHost {
 
     /// ConsumerGroupHeartbeat (KIP-848). The coordinator sees subscribed topics' partition counts
     /// as of the metadata image taken here.
-    pub async fn consumer_heartbeat(&self, broker: &Arc<Broker>, req: ConsumerHeartbeatRequest) -> Result<ConsumerHeartbeatResponse, GroupError> {
+    pub async fn consumer_heartbeat(
+        &self,
+        broker: &Arc<Broker>,
+        req: ConsumerHeartbeatRequest,
+    ) -> Result<ConsumerHeartbeatResponse, GroupError> {
         let group_id = req.group_id.clone();
         let image = broker.metadata.image();
         self.submit(broker, &group_id, move |c, now, tx| {
-            let partitions = |topic: &str| image.topic_by_name(topic).map(|t| i32::try_from(t.partitions.len()).unwrap_or(i32::MAX));
+            let partitions =
+                |topic: &str| image.topic_by_name(topic).map(|t| i32::try_from(t.partitions.len()).unwrap_or(i32::MAX));
             parkable(c.consumer_heartbeat(req, &partitions, now), tx, |r| match r {
                 Reply::ConsumerHeartbeat(x) => Some(x),
                 _ => None,
@@ -234,7 +261,11 @@ impl GroupHost {
     }
 
     /// ConsumerGroupDescribe for one group.
-    pub async fn consumer_describe(&self, broker: &Arc<Broker>, group_id: String) -> Result<ConsumerGroupDescription, GroupError> {
+    pub async fn consumer_describe(
+        &self,
+        broker: &Arc<Broker>,
+        group_id: String,
+    ) -> Result<ConsumerGroupDescription, GroupError> {
         let id = group_id.clone();
         self.submit(broker, &id, move |c, _now, tx| {
             let _ = tx.send(c.consumer_describe(&group_id));
@@ -294,7 +325,12 @@ fn parkable<T: Send + 'static>(
 }
 
 /// The actor of one coordinator partition.
-async fn run_shard(broker: Arc<Broker>, partition: Arc<Partition>, mut coordinator: GroupCoordinator, mut rx: mpsc::Receiver<Job>) {
+async fn run_shard(
+    broker: Arc<Broker>,
+    partition: Arc<Partition>,
+    mut coordinator: GroupCoordinator,
+    mut rx: mpsc::Receiver<Job>,
+) {
     let mut parked: HashMap<Ticket, Parked> = HashMap::new();
     let mut ticker = tokio::time::interval(Duration::from_millis(TICK_MS));
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -321,7 +357,12 @@ async fn run_shard(broker: Arc<Broker>, partition: Arc<Partition>, mut coordinat
 
 /// Delivers answers and performs writes (in order, each durable before it is reported), until
 /// no effects are left.
-async fn apply_effects(partition: &Partition, coordinator: &mut GroupCoordinator, parked: &mut HashMap<Ticket, Parked>, effects: Effects) {
+async fn apply_effects(
+    partition: &Partition,
+    coordinator: &mut GroupCoordinator,
+    parked: &mut HashMap<Ticket, Parked>,
+    effects: Effects,
+) {
     let mut pending = std::collections::VecDeque::from([effects]);
     while let Some(effects) = pending.pop_front() {
         deliver(parked, effects.completions);

@@ -61,8 +61,13 @@ impl Handler for AlterConfigsHandler {
     const KEY: ApiKey = ApiKey::AlterConfigs;
     const VERSIONS: (i16, i16) = (0, 2);
 
-    async fn handle(broker: Arc<Broker>, _ctx: RequestContext, request: AlterConfigsRequest) -> Option<AlterConfigsResponse> {
-        let duplicates = duplicate_resources(request.resources.iter().map(|r| (r.resource_type, r.resource_name.as_str())));
+    async fn handle(
+        broker: Arc<Broker>,
+        _ctx: RequestContext,
+        request: AlterConfigsRequest,
+    ) -> Option<AlterConfigsResponse> {
+        let duplicates =
+            duplicate_resources(request.resources.iter().map(|r| (r.resource_type, r.resource_name.as_str())));
         let mut refused_duplicates = BTreeSet::new();
         let mut changes = Vec::new();
         // One slot per answer, in request order: an answer already known, or an index into `changes`.
@@ -86,7 +91,8 @@ impl Handler for AlterConfigsHandler {
         }
         let outcomes = broker.controller.alter_topic_configs(&changes, request.validate_only).await;
         let names: Vec<String> = changes.iter().map(|(name, _)| name.clone()).collect();
-        let responses = super::slots::merge(slots, &names, &outcomes, |name, error| answer(RESOURCE_TOPIC, name, error));
+        let responses =
+            super::slots::merge(slots, &names, &outcomes, |name, error| answer(RESOURCE_TOPIC, name, error));
         Some(AlterConfigsResponse::default().with_responses(responses))
     }
 }
@@ -99,7 +105,9 @@ mod tests {
     #[test]
     fn null_values_are_left_out_and_the_last_value_wins() {
         let config = |name: &'static str, value: Option<&'static str>| {
-            AlterableConfig::default().with_name(StrBytes::from_static_str(name)).with_value(value.map(StrBytes::from_static_str))
+            AlterableConfig::default()
+                .with_name(StrBytes::from_static_str(name))
+                .with_value(value.map(StrBytes::from_static_str))
         };
         let resource = AlterConfigsResource::default().with_configs(vec![
             config("retention.ms", Some("1")),

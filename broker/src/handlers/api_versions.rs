@@ -25,12 +25,18 @@ const METADATA_VERSION_LEVEL: i16 = 21;
 fn api_keys() -> Vec<ApiVersion> {
     REGISTRY
         .iter()
-        .map(|e| ApiVersion::default().with_api_key(e.key as i16).with_min_version(e.min_version).with_max_version(e.max_version))
+        .map(|e| {
+            ApiVersion::default()
+                .with_api_key(e.key as i16)
+                .with_min_version(e.min_version)
+                .with_max_version(e.max_version)
+        })
         .collect()
 }
 
 fn response(error: Option<ResponseError>, version: i16) -> ApiVersionsResponse {
-    let response = ApiVersionsResponse::default().with_error_code(error.map_or(0, |e| e.code())).with_api_keys(api_keys());
+    let response =
+        ApiVersionsResponse::default().with_error_code(error.map_or(0, |e| e.code())).with_api_keys(api_keys());
     // Feature fields exist from v3 on; the codec refuses to write them at older versions.
     if version < 3 {
         return response;
@@ -53,7 +59,11 @@ impl Handler for ApiVersionsHandler {
     const KEY: ApiKey = ApiKey::ApiVersions;
     const VERSIONS: (i16, i16) = (0, 4);
 
-    async fn handle(_broker: Arc<Broker>, ctx: RequestContext, _request: ApiVersionsRequest) -> Option<ApiVersionsResponse> {
+    async fn handle(
+        _broker: Arc<Broker>,
+        ctx: RequestContext,
+        _request: ApiVersionsRequest,
+    ) -> Option<ApiVersionsResponse> {
         Some(response(None, ctx.api_version))
     }
 }

@@ -7,7 +7,9 @@ use std::sync::Arc;
 
 use futures::future::join_all;
 use kafka_protocol::messages::consumer_group_describe_response::{Assignment, DescribedGroup, Member, TopicPartitions};
-use kafka_protocol::messages::{ApiKey, ConsumerGroupDescribeRequest, ConsumerGroupDescribeResponse, GroupId, TopicName};
+use kafka_protocol::messages::{
+    ApiKey, ConsumerGroupDescribeRequest, ConsumerGroupDescribeResponse, GroupId, TopicName,
+};
 use kafka_protocol::protocol::StrBytes;
 use sluice_controller::image::MetadataImage;
 
@@ -32,12 +34,21 @@ impl Handler for ConsumerGroupDescribeHandler {
     const KEY: ApiKey = ApiKey::ConsumerGroupDescribe;
     const VERSIONS: (i16, i16) = (0, 1);
 
-    async fn handle(broker: Arc<Broker>, ctx: RequestContext, request: ConsumerGroupDescribeRequest) -> Option<ConsumerGroupDescribeResponse> {
+    async fn handle(
+        broker: Arc<Broker>,
+        ctx: RequestContext,
+        request: ConsumerGroupDescribeRequest,
+    ) -> Option<ConsumerGroupDescribeResponse> {
         let (broker, version) = (&broker, ctx.api_version);
-        let operations = if request.include_authorized_operations { GROUP_OPERATIONS } else { AUTHORIZED_OPERATIONS_OMITTED };
+        let operations =
+            if request.include_authorized_operations { GROUP_OPERATIONS } else { AUTHORIZED_OPERATIONS_OMITTED };
         let describes = request.group_ids.into_iter().map(|group_id| async move {
             let id = group_id.0.to_string();
-            let result = if id.is_empty() { Err(GroupError::InvalidGroupId) } else { broker.groups.consumer_describe(broker, id).await };
+            let result = if id.is_empty() {
+                Err(GroupError::InvalidGroupId)
+            } else {
+                broker.groups.consumer_describe(broker, id).await
+            };
             described(&broker.metadata.image(), version, group_id, result, operations)
         });
         Some(ConsumerGroupDescribeResponse::default().with_groups(join_all(describes).await))
@@ -79,7 +90,9 @@ fn member(image: &MetadataImage, version: i16, m: ConsumerDescribedMember) -> Me
         .with_member_epoch(m.member_epoch)
         .with_client_id(StrBytes::from_string(m.client_id))
         .with_client_host(StrBytes::from_string(m.client_host))
-        .with_subscribed_topic_names(m.subscribed_topic_names.into_iter().map(|t| TopicName(StrBytes::from_string(t))).collect())
+        .with_subscribed_topic_names(
+            m.subscribed_topic_names.into_iter().map(|t| TopicName(StrBytes::from_string(t))).collect(),
+        )
         .with_assignment(assignment(image, m.assignment))
         .with_target_assignment(assignment(image, m.target_assignment))
         .with_member_type(member_type)
@@ -108,8 +121,8 @@ mod tests {
 
     use bytes::BytesMut;
     use kafka_protocol::protocol::Encodable;
-    use uuid::Uuid;
     use sluice_controller::records::MetadataRecord;
+    use uuid::Uuid;
 
     use super::*;
 

@@ -31,7 +31,11 @@ impl Handler for ConsumerGroupHeartbeatHandler {
     const KEY: ApiKey = ApiKey::ConsumerGroupHeartbeat;
     const VERSIONS: (i16, i16) = (0, 1);
 
-    async fn handle(broker: Arc<Broker>, ctx: RequestContext, request: ConsumerGroupHeartbeatRequest) -> Option<ConsumerGroupHeartbeatResponse> {
+    async fn handle(
+        broker: Arc<Broker>,
+        ctx: RequestContext,
+        request: ConsumerGroupHeartbeatRequest,
+    ) -> Option<ConsumerGroupHeartbeatResponse> {
         let image = broker.metadata.image();
         let req = heartbeat_request(&ctx, &image, request);
         let (member_epoch, regex) = (req.member_epoch, req.subscribed_topic_regex.clone());
@@ -39,7 +43,13 @@ impl Handler for ConsumerGroupHeartbeatHandler {
             Ok(answer) => response(&broker.metadata.image(), answer),
             Err(e) => {
                 if let GroupError::InvalidRequest(why) = &e {
-                    tracing::info!(why, member_epoch, ?regex, api_version = ctx.api_version, "ConsumerGroupHeartbeat refused");
+                    tracing::info!(
+                        why,
+                        member_epoch,
+                        ?regex,
+                        api_version = ctx.api_version,
+                        "ConsumerGroupHeartbeat refused"
+                    );
                 }
                 error_response(&e)
             }
@@ -49,7 +59,11 @@ impl Handler for ConsumerGroupHeartbeatHandler {
 
 /// The wire request as the coordinator takes it; owned partitions of unknown topic ids are
 /// dropped (the topic is gone).
-fn heartbeat_request(ctx: &RequestContext, image: &MetadataImage, r: ConsumerGroupHeartbeatRequest) -> ConsumerHeartbeatRequest {
+fn heartbeat_request(
+    ctx: &RequestContext,
+    image: &MetadataImage,
+    r: ConsumerGroupHeartbeatRequest,
+) -> ConsumerHeartbeatRequest {
     let owned = r.topic_partitions.map(|topics| {
         let mut owned = TopicAssignment::new();
         for t in topics {
@@ -66,7 +80,9 @@ fn heartbeat_request(ctx: &RequestContext, image: &MetadataImage, r: ConsumerGro
         instance_id: r.instance_id.map(|s| s.to_string()),
         rack_id: r.rack_id.map(|s| s.to_string()),
         rebalance_timeout_ms: r.rebalance_timeout_ms,
-        subscribed_topic_names: r.subscribed_topic_names.map(|names| names.into_iter().map(|n| n.0.to_string()).collect()),
+        subscribed_topic_names: r
+            .subscribed_topic_names
+            .map(|names| names.into_iter().map(|n| n.0.to_string()).collect()),
         subscribed_topic_regex: r.subscribed_topic_regex.map(|s| s.to_string()),
         server_assignor: r.server_assignor.map(|s| s.to_string()),
         owned,
@@ -112,8 +128,8 @@ mod tests {
     use kafka_protocol::messages::consumer_group_heartbeat_request::TopicPartitions as OwnedPartitions;
     use kafka_protocol::messages::{GroupId, TopicName};
     use kafka_protocol::protocol::Encodable;
-    use uuid::Uuid;
     use sluice_controller::records::MetadataRecord;
+    use uuid::Uuid;
 
     use super::*;
     use crate::handlers::OrderGate;
@@ -125,7 +141,13 @@ mod tests {
     }
 
     fn ctx(version: i16) -> RequestContext {
-        RequestContext { api_version: version, correlation_id: 1, client_id: Some("c".into()), client_host: "/h".into(), gate: OrderGate::new().0 }
+        RequestContext {
+            api_version: version,
+            correlation_id: 1,
+            client_id: Some("c".into()),
+            client_host: "/h".into(),
+            gate: OrderGate::new().0,
+        }
     }
 
     #[test]
@@ -141,9 +163,15 @@ mod tests {
         let req = heartbeat_request(&ctx(1), &image(), request);
         assert_eq!(req.owned, Some([("t".to_string(), BTreeSet::from([0, 2]))].into()));
         assert!(req.member_id_required);
-        let a = assignment(&image(), [("t".to_string(), BTreeSet::from([1])), ("gone".to_string(), BTreeSet::from([0]))].into());
+        let a = assignment(
+            &image(),
+            [("t".to_string(), BTreeSet::from([1])), ("gone".to_string(), BTreeSet::from([0]))].into(),
+        );
         assert_eq!(a.topic_partitions.len(), 1);
-        assert_eq!((a.topic_partitions[0].topic_id, a.topic_partitions[0].partitions.clone()), (Uuid::from_u128(7), vec![1]));
+        assert_eq!(
+            (a.topic_partitions[0].topic_id, a.topic_partitions[0].partitions.clone()),
+            (Uuid::from_u128(7), vec![1])
+        );
     }
 
     #[test]
@@ -158,7 +186,9 @@ mod tests {
                     assignment: Some([("t".to_string(), BTreeSet::from([0]))].into()),
                 },
             );
-            for r in [ok, error_response(&GroupError::InvalidRequest("bad")), error_response(&GroupError::FencedMemberEpoch)] {
+            for r in
+                [ok, error_response(&GroupError::InvalidRequest("bad")), error_response(&GroupError::FencedMemberEpoch)]
+            {
                 r.encode(&mut BytesMut::new(), version).unwrap_or_else(|e| panic!("v{version}: {e}"));
             }
         }

@@ -58,7 +58,11 @@ impl Handler for CreatePartitionsHandler {
     const KEY: ApiKey = ApiKey::CreatePartitions;
     const VERSIONS: (i16, i16) = (0, 3);
 
-    async fn handle(broker: Arc<Broker>, _ctx: RequestContext, request: CreatePartitionsRequest) -> Option<CreatePartitionsResponse> {
+    async fn handle(
+        broker: Arc<Broker>,
+        _ctx: RequestContext,
+        request: CreatePartitionsRequest,
+    ) -> Option<CreatePartitionsResponse> {
         let (growths, refused) = split(&request.topics);
         let outcomes = broker.controller.create_partitions(&growths, request.validate_only).await;
         let mut results: Vec<CreatePartitionsTopicResult> = growths
@@ -86,7 +90,8 @@ mod tests {
 
     #[test]
     fn every_topic_is_answered_once_and_duplicates_are_refused() {
-        let assigned = topic("b", 3).with_assignments(Some(vec![CreatePartitionsAssignment::default().with_broker_ids(vec![BrokerId(1)])]));
+        let assigned = topic("b", 3)
+            .with_assignments(Some(vec![CreatePartitionsAssignment::default().with_broker_ids(vec![BrokerId(1)])]));
         let (growths, refused) = split(&[topic("a", 2), assigned, topic("a", 4)]);
         assert_eq!(growths.len(), 1);
         assert_eq!((growths[0].topic.as_str(), growths[0].count), ("b", 3));

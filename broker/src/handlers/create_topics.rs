@@ -57,8 +57,11 @@ fn spec(topic: &CreatableTopic) -> Result<CreateTopicSpec, (ResponseError, Strin
         }
     }
     // A name given twice keeps its last value, as Kafka's controller does.
-    let configs =
-        topic.configs.iter().filter_map(|c| Some((c.name.as_str().to_string(), c.value.as_ref()?.as_str().to_string()))).collect();
+    let configs = topic
+        .configs
+        .iter()
+        .filter_map(|c| Some((c.name.as_str().to_string(), c.value.as_ref()?.as_str().to_string())))
+        .collect();
     Ok(CreateTopicSpec {
         name: topic.name.0.as_str().to_string(),
         num_partitions: topic.num_partitions,
@@ -120,7 +123,11 @@ impl Handler for CreateTopicsHandler {
     const KEY: ApiKey = ApiKey::CreateTopics;
     const VERSIONS: (i16, i16) = (2, 7);
 
-    async fn handle(broker: Arc<Broker>, ctx: RequestContext, request: CreateTopicsRequest) -> Option<CreateTopicsResponse> {
+    async fn handle(
+        broker: Arc<Broker>,
+        ctx: RequestContext,
+        request: CreateTopicsRequest,
+    ) -> Option<CreateTopicsResponse> {
         let duplicates = duplicate_names(&request.topics);
         let mut answered = BTreeSet::new();
         // One slot per answer, in request order: an answer already known, or an index into `specs`.
@@ -154,11 +161,21 @@ impl Handler for CreateTopicsHandler {
                 // `i` was `specs.len()` when its spec was pushed, so it is in range.
                 let spec = &specs[i];
                 match outcomes.get(i) {
-                    Some(Ok(created)) => created_result(&broker.config, ctx.api_version, spec, created, request.validate_only),
-                    Some(Err(e)) => error_result(TopicName(StrBytes::from_string(spec.name.clone())), controller_error(e), e.to_string()),
+                    Some(Ok(created)) => {
+                        created_result(&broker.config, ctx.api_version, spec, created, request.validate_only)
+                    }
+                    Some(Err(e)) => error_result(
+                        TopicName(StrBytes::from_string(spec.name.clone())),
+                        controller_error(e),
+                        e.to_string(),
+                    ),
                     None => {
                         let message = "the controller gave no answer for this topic".to_string();
-                        error_result(TopicName(StrBytes::from_string(spec.name.clone())), ResponseError::UnknownServerError, message)
+                        error_result(
+                            TopicName(StrBytes::from_string(spec.name.clone())),
+                            ResponseError::UnknownServerError,
+                            message,
+                        )
                     }
                 }
             })
@@ -174,11 +191,16 @@ mod tests {
     use kafka_protocol::messages::BrokerId;
 
     fn topic(name: &'static str) -> CreatableTopic {
-        CreatableTopic::default().with_name(TopicName(StrBytes::from_static_str(name))).with_num_partitions(-1).with_replication_factor(-1)
+        CreatableTopic::default()
+            .with_name(TopicName(StrBytes::from_static_str(name)))
+            .with_num_partitions(-1)
+            .with_replication_factor(-1)
     }
 
     fn config(name: &'static str, value: Option<&'static str>) -> CreatableTopicConfig {
-        CreatableTopicConfig::default().with_name(StrBytes::from_static_str(name)).with_value(value.map(StrBytes::from_static_str))
+        CreatableTopicConfig::default()
+            .with_name(StrBytes::from_static_str(name))
+            .with_value(value.map(StrBytes::from_static_str))
     }
 
     #[test]
@@ -189,9 +211,9 @@ mod tests {
 
     #[test]
     fn spec_carries_assignments_and_configs() {
-        let t = topic("t")
-            .with_configs(vec![config("retention.ms", Some("5"))])
-            .with_assignments(vec![CreatableReplicaAssignment::default().with_partition_index(0).with_broker_ids(vec![BrokerId(1)])]);
+        let t = topic("t").with_configs(vec![config("retention.ms", Some("5"))]).with_assignments(vec![
+            CreatableReplicaAssignment::default().with_partition_index(0).with_broker_ids(vec![BrokerId(1)]),
+        ]);
         let s = spec(&t).expect("valid");
         assert_eq!((s.num_partitions, s.replication_factor), (-1, -1));
         assert_eq!(s.assignments.get(&0), Some(&vec![1]));

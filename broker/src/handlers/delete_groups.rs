@@ -26,7 +26,11 @@ impl Handler for DeleteGroupsHandler {
     const KEY: ApiKey = ApiKey::DeleteGroups;
     const VERSIONS: (i16, i16) = (0, 2);
 
-    async fn handle(broker: Arc<Broker>, _ctx: RequestContext, request: DeleteGroupsRequest) -> Option<DeleteGroupsResponse> {
+    async fn handle(
+        broker: Arc<Broker>,
+        _ctx: RequestContext,
+        request: DeleteGroupsRequest,
+    ) -> Option<DeleteGroupsResponse> {
         let results = broker
             .groups
             .delete_groups(&broker, distinct(request.groups_names))

@@ -47,7 +47,12 @@ struct Targets {
 
 /// Sorts the request's entries into topics to delete and entries answered at once, as Kafka's
 /// controller does: duplicates of a name or id are refused once each and not deleted.
-fn targets(image: &MetadataImage, names: Vec<String>, ids: Vec<Uuid>, mut answered: Vec<DeletableTopicResult>) -> Targets {
+fn targets(
+    image: &MetadataImage,
+    names: Vec<String>,
+    ids: Vec<Uuid>,
+    mut answered: Vec<DeletableTopicResult>,
+) -> Targets {
     let mut seen_names = BTreeSet::new();
     let duplicate_names: BTreeSet<String> = names.iter().filter(|n| !seen_names.insert(n.as_str())).cloned().collect();
     let mut seen_ids = BTreeSet::new();
@@ -60,14 +65,22 @@ fn targets(image: &MetadataImage, names: Vec<String>, ids: Vec<Uuid>, mut answer
                 by_id.insert(*id);
                 delete.push((topic.name.clone(), *id));
             }
-            None => answered.push(result(None, *id, Some((ResponseError::UnknownTopicId, format!("Unknown topic id {id}."))))),
+            None => answered.push(result(
+                None,
+                *id,
+                Some((ResponseError::UnknownTopicId, format!("Unknown topic id {id}."))),
+            )),
         }
     }
     for name in seen_names.iter().filter(|n| !duplicate_names.contains(**n)) {
         match image.topic_by_name(name) {
             Some(topic) if by_id.contains(&topic.topic_id) => {
                 delete.retain(|(_, id)| *id != topic.topic_id);
-                answered.push(invalid(Some(name), topic.topic_id, "The provided topic name maps to an ID that was already supplied."));
+                answered.push(invalid(
+                    Some(name),
+                    topic.topic_id,
+                    "The provided topic name maps to an ID that was already supplied.",
+                ));
             }
             Some(_) => delete.push((name.to_string(), Uuid::nil())),
             None => {
@@ -90,7 +103,11 @@ fn split_v6(request: DeleteTopicsRequest) -> (Vec<String>, Vec<Uuid>, Vec<Deleta
             (None, false) => ids.push(topic.topic_id),
             (Some(name), true) => names.push(name.0.as_str().to_string()),
             (Some(name), false) => {
-                answered.push(invalid(Some(name.0.as_str()), topic.topic_id, "You may not specify both topic name and topic id."));
+                answered.push(invalid(
+                    Some(name.0.as_str()),
+                    topic.topic_id,
+                    "You may not specify both topic name and topic id.",
+                ));
             }
         }
     }
@@ -103,7 +120,11 @@ impl Handler for DeleteTopicsHandler {
     const KEY: ApiKey = ApiKey::DeleteTopics;
     const VERSIONS: (i16, i16) = (1, 6);
 
-    async fn handle(broker: Arc<Broker>, ctx: RequestContext, request: DeleteTopicsRequest) -> Option<DeleteTopicsResponse> {
+    async fn handle(
+        broker: Arc<Broker>,
+        ctx: RequestContext,
+        request: DeleteTopicsRequest,
+    ) -> Option<DeleteTopicsResponse> {
         let (names, ids, answered) = if ctx.api_version >= TOPIC_ID_VERSION {
             split_v6(request)
         } else {
@@ -136,12 +157,16 @@ mod tests {
     }
 
     fn codes(t: &Targets) -> Vec<(Option<String>, Uuid, i16)> {
-        t.answered.iter().map(|r| (r.name.as_ref().map(|n| n.0.as_str().to_string()), r.topic_id, r.error_code)).collect()
+        t.answered
+            .iter()
+            .map(|r| (r.name.as_ref().map(|n| n.0.as_str().to_string()), r.topic_id, r.error_code))
+            .collect()
     }
 
     #[test]
     fn unknown_names_and_ids_get_their_own_codes() {
-        let t = targets(&image(), vec!["a".into(), "zz".into()], vec![Uuid::from_u128(2), Uuid::from_u128(9)], Vec::new());
+        let t =
+            targets(&image(), vec!["a".into(), "zz".into()], vec![Uuid::from_u128(2), Uuid::from_u128(9)], Vec::new());
         assert_eq!(t.delete, vec![("b".to_string(), Uuid::from_u128(2)), ("a".to_string(), Uuid::nil())]);
         assert_eq!(
             codes(&t),

@@ -45,7 +45,8 @@ fn endpoint_type_error(endpoint_type: i8) -> Option<(ResponseError, String)> {
         ENDPOINT_TYPE_BROKERS => None,
         ENDPOINT_TYPE_CONTROLLERS => Some((
             ResponseError::MismatchedEndpointType,
-            "The request was sent to an endpoint of type BROKER, but we wanted an endpoint of type CONTROLLER".to_string(),
+            "The request was sent to an endpoint of type BROKER, but we wanted an endpoint of type CONTROLLER"
+                .to_string(),
         )),
         other => Some((ResponseError::UnsupportedEndpointType, format!("Unsupported endpoint type {other}"))),
     }
@@ -57,7 +58,11 @@ impl Handler for DescribeClusterHandler {
     const KEY: ApiKey = ApiKey::DescribeCluster;
     const VERSIONS: (i16, i16) = (0, 2);
 
-    async fn handle(broker: Arc<Broker>, _ctx: RequestContext, request: DescribeClusterRequest) -> Option<DescribeClusterResponse> {
+    async fn handle(
+        broker: Arc<Broker>,
+        _ctx: RequestContext,
+        request: DescribeClusterRequest,
+    ) -> Option<DescribeClusterResponse> {
         // v0 has no endpoint type and decodes it as the default, brokers.
         if let Some((error, message)) = endpoint_type_error(request.endpoint_type) {
             return Some(
@@ -85,7 +90,10 @@ mod tests {
     #[test]
     fn only_the_broker_endpoint_type_is_served() {
         assert_eq!(endpoint_type_error(ENDPOINT_TYPE_BROKERS), None);
-        assert!(matches!(endpoint_type_error(ENDPOINT_TYPE_CONTROLLERS), Some((ResponseError::MismatchedEndpointType, _))));
+        assert!(matches!(
+            endpoint_type_error(ENDPOINT_TYPE_CONTROLLERS),
+            Some((ResponseError::MismatchedEndpointType, _))
+        ));
         assert!(matches!(endpoint_type_error(0), Some((ResponseError::UnsupportedEndpointType, _))));
     }
 }

@@ -63,7 +63,11 @@ pub fn topic_config_entries(config: &BrokerConfig, overrides: &BTreeMap<String, 
             let (value, source) = config.topic_config_value(def.name, overrides)?;
             let mut synonyms = Vec::with_capacity(3);
             if let Some(v) = overrides.get(def.name) {
-                synonyms.push(ConfigSynonym { name: def.name.to_string(), value: v.clone(), source: ConfigSource::Topic });
+                synonyms.push(ConfigSynonym {
+                    name: def.name.to_string(),
+                    value: v.clone(),
+                    source: ConfigSource::Topic,
+                });
             }
             if let Some(v) = config.explicit.get(def.broker_synonym) {
                 let name = def.broker_synonym.to_string();
@@ -88,12 +92,27 @@ pub fn topic_config_entries(config: &BrokerConfig, overrides: &BTreeMap<String, 
 fn broker_config_type(name: &str) -> i8 {
     let config_type = match name {
         "auto.create.topics.enable" => ConfigType::Boolean,
-        "default.replication.factor" | "fetch.max.bytes" | "max.connections" | "node.id" | "num.partitions"
-        | "queued.max.requests" | "socket.request.max.bytes" | "group.initial.rebalance.delay.ms"
-        | "group.max.session.timeout.ms" | "group.max.size" | "group.consumer.session.timeout.ms"
-        | "group.consumer.heartbeat.interval.ms" | "group.consumer.max.size" | "group.min.session.timeout.ms" | "offset.metadata.max.bytes"
-        | "offsets.retention.minutes" | "offsets.topic.num.partitions" | "offsets.topic.replication.factor" => ConfigType::Int,
-        "connections.max.idle.ms" | "log.retention.check.interval.ms" | "queued.max.request.bytes"
+        "default.replication.factor"
+        | "fetch.max.bytes"
+        | "max.connections"
+        | "node.id"
+        | "num.partitions"
+        | "queued.max.requests"
+        | "socket.request.max.bytes"
+        | "group.initial.rebalance.delay.ms"
+        | "group.max.session.timeout.ms"
+        | "group.max.size"
+        | "group.consumer.session.timeout.ms"
+        | "group.consumer.heartbeat.interval.ms"
+        | "group.consumer.max.size"
+        | "group.min.session.timeout.ms"
+        | "offset.metadata.max.bytes"
+        | "offsets.retention.minutes"
+        | "offsets.topic.num.partitions"
+        | "offsets.topic.replication.factor" => ConfigType::Int,
+        "connections.max.idle.ms"
+        | "log.retention.check.interval.ms"
+        | "queued.max.request.bytes"
         | "offsets.retention.check.interval.ms" => ConfigType::Long,
         "advertised.listeners" | "listeners" | "log.dirs" => ConfigType::String,
         "process.roles" => ConfigType::List,
@@ -113,15 +132,25 @@ pub fn broker_config_entries(config: &BrokerConfig) -> Vec<ConfigEntry> {
     known
         .into_iter()
         .map(|(name, (default, config_type))| {
-            let default_synonym = ConfigSynonym { name: name.to_string(), value: default.to_string(), source: ConfigSource::Default };
+            let default_synonym =
+                ConfigSynonym { name: name.to_string(), value: default.to_string(), source: ConfigSource::Default };
             let (value, source, synonyms) = match config.explicit.get(name) {
                 Some(v) => {
-                    let explicit = ConfigSynonym { name: name.to_string(), value: v.clone(), source: ConfigSource::StaticBroker };
+                    let explicit =
+                        ConfigSynonym { name: name.to_string(), value: v.clone(), source: ConfigSource::StaticBroker };
                     (v.clone(), ConfigSource::StaticBroker, vec![explicit, default_synonym])
                 }
                 None => (default.to_string(), ConfigSource::Default, vec![default_synonym]),
             };
-            ConfigEntry { name: name.to_string(), value, source, read_only: true, is_sensitive: false, config_type, synonyms }
+            ConfigEntry {
+                name: name.to_string(),
+                value,
+                source,
+                read_only: true,
+                is_sensitive: false,
+                config_type,
+                synonyms,
+            }
         })
         .collect()
 }
@@ -198,7 +227,11 @@ impl Handler for DescribeConfigsHandler {
     const KEY: ApiKey = ApiKey::DescribeConfigs;
     const VERSIONS: (i16, i16) = (1, 4);
 
-    async fn handle(broker: Arc<Broker>, _ctx: RequestContext, request: DescribeConfigsRequest) -> Option<DescribeConfigsResponse> {
+    async fn handle(
+        broker: Arc<Broker>,
+        _ctx: RequestContext,
+        request: DescribeConfigsRequest,
+    ) -> Option<DescribeConfigsResponse> {
         let image = broker.metadata.image();
         let results = request
             .resources

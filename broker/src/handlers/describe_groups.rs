@@ -31,7 +31,8 @@ const AUTHORIZED_OPERATIONS_OMITTED: i32 = i32::MIN;
 const GROUP_OPERATIONS: i32 = 1 << 3 | 1 << 6 | 1 << 8 | 1 << 10 | 1 << 11;
 
 fn member(version: i16, m: DescribedMember) -> DescribedGroupMember {
-    let instance_id = if version >= INSTANCE_ID_VERSION { m.group_instance_id.map(StrBytes::from_string) } else { None };
+    let instance_id =
+        if version >= INSTANCE_ID_VERSION { m.group_instance_id.map(StrBytes::from_string) } else { None };
     DescribedGroupMember::default()
         .with_member_id(StrBytes::from_string(m.member_id))
         .with_group_instance_id(instance_id)
@@ -42,7 +43,12 @@ fn member(version: i16, m: DescribedMember) -> DescribedGroupMember {
 }
 
 /// The answer for one group; `operations` is its `authorized_operations` unless it has an error.
-fn described(version: i16, group_id: GroupId, result: Result<GroupDescription, GroupError>, operations: i32) -> DescribedGroup {
+fn described(
+    version: i16,
+    group_id: GroupId,
+    result: Result<GroupDescription, GroupError>,
+    operations: i32,
+) -> DescribedGroup {
     let group = DescribedGroup::default().with_group_id(group_id).with_authorized_operations(operations);
     match result {
         Ok(d) => group
@@ -50,8 +56,12 @@ fn described(version: i16, group_id: GroupId, result: Result<GroupDescription, G
             .with_protocol_type(StrBytes::from_string(d.protocol_type))
             .with_protocol_data(StrBytes::from_string(d.protocol))
             .with_members(d.members.into_iter().map(|m| member(version, m)).collect()),
-        Err(GroupError::GroupIdNotFound) => group.with_group_state(StrBytes::from_static_str(GroupState::Dead.as_str())),
-        Err(e) => group.with_error_code(group_error(&e).code()).with_authorized_operations(AUTHORIZED_OPERATIONS_OMITTED),
+        Err(GroupError::GroupIdNotFound) => {
+            group.with_group_state(StrBytes::from_static_str(GroupState::Dead.as_str()))
+        }
+        Err(e) => {
+            group.with_error_code(group_error(&e).code()).with_authorized_operations(AUTHORIZED_OPERATIONS_OMITTED)
+        }
     }
 }
 
@@ -61,10 +71,15 @@ impl Handler for DescribeGroupsHandler {
     const KEY: ApiKey = ApiKey::DescribeGroups;
     const VERSIONS: (i16, i16) = (0, 5);
 
-    async fn handle(broker: Arc<Broker>, ctx: RequestContext, request: DescribeGroupsRequest) -> Option<DescribeGroupsResponse> {
+    async fn handle(
+        broker: Arc<Broker>,
+        ctx: RequestContext,
+        request: DescribeGroupsRequest,
+    ) -> Option<DescribeGroupsResponse> {
         let (broker, version) = (&broker, ctx.api_version);
         // Older versions decode `include_authorized_operations` as false.
-        let operations = if request.include_authorized_operations { GROUP_OPERATIONS } else { AUTHORIZED_OPERATIONS_OMITTED };
+        let operations =
+            if request.include_authorized_operations { GROUP_OPERATIONS } else { AUTHORIZED_OPERATIONS_OMITTED };
         let describes = request.groups.into_iter().map(|group_id| async move {
             let result = broker.groups.describe(broker, group_id.0.as_str().to_string()).await;
             described(version, group_id, result, operations)

@@ -14,7 +14,9 @@ use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::describe_topic_partitions_response::{
     Cursor, DescribeTopicPartitionsResponsePartition, DescribeTopicPartitionsResponseTopic,
 };
-use kafka_protocol::messages::{ApiKey, BrokerId, DescribeTopicPartitionsRequest, DescribeTopicPartitionsResponse, TopicName};
+use kafka_protocol::messages::{
+    ApiKey, BrokerId, DescribeTopicPartitionsRequest, DescribeTopicPartitionsResponse, TopicName,
+};
 use kafka_protocol::protocol::StrBytes;
 use sluice_controller::image::{MetadataImage, PartitionImage, TopicImage};
 use sluice_controller::ops::topics::validate_topic_name;
@@ -47,7 +49,10 @@ fn topic_name(name: &str) -> Option<TopicName> {
 }
 
 fn error_topic(name: &str, error: ResponseError) -> DescribeTopicPartitionsResponseTopic {
-    DescribeTopicPartitionsResponseTopic::default().with_name(topic_name(name)).with_topic_id(Uuid::nil()).with_error_code(error.code())
+    DescribeTopicPartitionsResponseTopic::default()
+        .with_name(topic_name(name))
+        .with_topic_id(Uuid::nil())
+        .with_error_code(error.code())
 }
 
 fn partition(image: &MetadataImage, p: &PartitionImage) -> DescribeTopicPartitionsResponsePartition {
@@ -89,7 +94,12 @@ fn describe_topic(
 ///
 /// # Errors
 /// A message for INVALID_REQUEST when `start` is not a place in `names`.
-pub fn page(image: &MetadataImage, mut names: Vec<String>, start: Option<PageStart>, limit: i32) -> Result<Page, String> {
+pub fn page(
+    image: &MetadataImage,
+    mut names: Vec<String>,
+    start: Option<PageStart>,
+    limit: i32,
+) -> Result<Page, String> {
     names.sort_unstable();
     names.dedup();
     if let Some(start) = &start {
@@ -143,7 +153,9 @@ impl Handler for DescribeTopicPartitionsHandler {
     ) -> Option<DescribeTopicPartitionsResponse> {
         let image = broker.metadata.image();
         let requested: Vec<String> = request.topics.iter().map(|t| t.name.0.as_str().to_string()).collect();
-        let start = request.cursor.map(|c| PageStart { topic: c.topic_name.0.as_str().to_string(), partition: c.partition_index });
+        let start = request
+            .cursor
+            .map(|c| PageStart { topic: c.topic_name.0.as_str().to_string(), partition: c.partition_index });
         let cursor_topic = start.as_ref().map(|s| s.topic.clone());
         let names = if requested.is_empty() {
             // All topics; the cursor's topic too, so one deleted between pages is reported unknown.
@@ -152,9 +164,13 @@ impl Handler for DescribeTopicPartitionsHandler {
             requested.clone()
         };
         let response = match page(&image, names, start, request.response_partition_limit) {
-            Ok(page) => DescribeTopicPartitionsResponse::default().with_topics(page.topics).with_next_cursor(page.next.map(|n| {
-                Cursor::default().with_topic_name(TopicName(StrBytes::from_string(n.topic))).with_partition_index(n.partition)
-            })),
+            Ok(page) => DescribeTopicPartitionsResponse::default().with_topics(page.topics).with_next_cursor(
+                page.next.map(|n| {
+                    Cursor::default()
+                        .with_topic_name(TopicName(StrBytes::from_string(n.topic)))
+                        .with_partition_index(n.partition)
+                }),
+            ),
             Err(message) => {
                 tracing::debug!(%message, "DescribeTopicPartitions refused");
                 let named = if requested.is_empty() { cursor_topic.into_iter().collect() } else { requested };
@@ -235,8 +251,10 @@ mod tests {
                 break;
             }
         }
-        let expected: Vec<(String, i32)> =
-            [("a", 0), ("a", 1), ("a", 2), ("b", 0), ("b", 1), ("c", 0)].iter().map(|(t, p)| (t.to_string(), *p)).collect();
+        let expected: Vec<(String, i32)> = [("a", 0), ("a", 1), ("a", 2), ("b", 0), ("b", 1), ("c", 0)]
+            .iter()
+            .map(|(t, p)| (t.to_string(), *p))
+            .collect();
         assert_eq!(seen, expected);
     }
 
@@ -247,7 +265,11 @@ mod tests {
         assert_eq!(first.next, start("a", 2));
         let second = page(&image, names(&["a", "b"]), first.next, 1).expect("page");
         assert_eq!(listed(&second), vec![("a".to_string(), 2)]);
-        assert_eq!(second.next, start("b", 0), "a topic ending exactly at the limit moves the cursor to the next topic");
+        assert_eq!(
+            second.next,
+            start("b", 0),
+            "a topic ending exactly at the limit moves the cursor to the next topic"
+        );
         let last = page(&image, names(&["a", "b"]), second.next, 10).expect("page");
         assert_eq!(listed(&last), vec![("b".to_string(), 0), ("b".to_string(), 1)]);
         assert_eq!(last.next, None);
@@ -258,7 +280,8 @@ mod tests {
         let image = image();
         let page = page(&image, names(&["c", "bz"]), None, 1).expect("page");
         assert_eq!(page.next, None, "c's single partition fits exactly and nothing follows");
-        let bz = page.topics.iter().find(|t| t.name.as_ref().is_some_and(|n| n.0.as_str() == "bz")).expect("bz answered");
+        let bz =
+            page.topics.iter().find(|t| t.name.as_ref().is_some_and(|n| n.0.as_str() == "bz")).expect("bz answered");
         assert_eq!(bz.error_code, ResponseError::UnknownTopicOrPartition.code());
         let c = page.topics.iter().find(|t| t.name.as_ref().is_some_and(|n| n.0.as_str() == "c")).expect("c answered");
         let p = &c.partitions[0];

@@ -62,7 +62,11 @@ impl Handler for FindCoordinatorHandler {
     const KEY: ApiKey = ApiKey::FindCoordinator;
     const VERSIONS: (i16, i16) = (0, 6);
 
-    async fn handle(broker: Arc<Broker>, ctx: RequestContext, request: FindCoordinatorRequest) -> Option<FindCoordinatorResponse> {
+    async fn handle(
+        broker: Arc<Broker>,
+        ctx: RequestContext,
+        request: FindCoordinatorRequest,
+    ) -> Option<FindCoordinatorResponse> {
         let version = ctx.api_version;
         if version >= BATCHED_VERSION {
             let mut located = Vec::with_capacity(request.coordinator_keys.len());

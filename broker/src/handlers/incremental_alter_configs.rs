@@ -35,7 +35,11 @@ const OP_SUBTRACT: i8 = 3;
 fn alter_op(config: &AlterableConfig) -> Result<(String, AlterOp), String> {
     let name = config.name.as_str().to_string();
     let value = || {
-        config.value.as_ref().map(|v| v.as_str().to_string()).ok_or_else(|| format!("Null value not supported for : {name}"))
+        config
+            .value
+            .as_ref()
+            .map(|v| v.as_str().to_string())
+            .ok_or_else(|| format!("Null value not supported for : {name}"))
     };
     let op = match config.config_operation {
         OP_SET => AlterOp::Set(value()?),
@@ -71,7 +75,8 @@ impl Handler for IncrementalAlterConfigsHandler {
         _ctx: RequestContext,
         request: IncrementalAlterConfigsRequest,
     ) -> Option<IncrementalAlterConfigsResponse> {
-        let duplicates = duplicate_resources(request.resources.iter().map(|r| (r.resource_type, r.resource_name.as_str())));
+        let duplicates =
+            duplicate_resources(request.resources.iter().map(|r| (r.resource_type, r.resource_name.as_str())));
         let mut refused_duplicates = BTreeSet::new();
         let mut changes = Vec::new();
         // One slot per answer, in request order: an answer already known, or an index into `changes`.
@@ -99,7 +104,8 @@ impl Handler for IncrementalAlterConfigsHandler {
         }
         let outcomes = broker.controller.incremental_alter_topic_configs(&changes, request.validate_only).await;
         let names: Vec<String> = changes.iter().map(|(name, _)| name.clone()).collect();
-        let responses = super::slots::merge(slots, &names, &outcomes, |name, error| answer(RESOURCE_TOPIC, name, error));
+        let responses =
+            super::slots::merge(slots, &names, &outcomes, |name, error| answer(RESOURCE_TOPIC, name, error));
         Some(IncrementalAlterConfigsResponse::default().with_responses(responses))
     }
 }
@@ -117,7 +123,10 @@ mod tests {
 
     #[test]
     fn op_codes_map_to_controller_ops() {
-        assert_eq!(alter_op(&config("retention.ms", 0, Some("5"))), Ok(("retention.ms".into(), AlterOp::Set("5".into()))));
+        assert_eq!(
+            alter_op(&config("retention.ms", 0, Some("5"))),
+            Ok(("retention.ms".into(), AlterOp::Set("5".into())))
+        );
         assert_eq!(alter_op(&config("retention.ms", 1, None)), Ok(("retention.ms".into(), AlterOp::Delete)));
         assert_eq!(alter_op(&config("retention.ms", 1, Some("ignored"))), Ok(("retention.ms".into(), AlterOp::Delete)));
         assert_eq!(

@@ -46,7 +46,11 @@ impl Handler for InitProducerIdHandler {
     const KEY: ApiKey = ApiKey::InitProducerId;
     const VERSIONS: (i16, i16) = (0, 5);
 
-    async fn handle(broker: Arc<Broker>, _ctx: RequestContext, request: InitProducerIdRequest) -> Option<InitProducerIdResponse> {
+    async fn handle(
+        broker: Arc<Broker>,
+        _ctx: RequestContext,
+        request: InitProducerIdRequest,
+    ) -> Option<InitProducerIdResponse> {
         match &request.transactional_id {
             Some(id) if id.0.as_str().is_empty() => return Some(error_response(ResponseError::InvalidRequest)),
             Some(_) => return Some(error_response(ResponseError::UnsupportedVersion)),
@@ -62,7 +66,11 @@ impl Handler for InitProducerIdHandler {
                 return Some(error_response(controller_error(&e)));
             }
         };
-        Some(InitProducerIdResponse::default().with_producer_id(ProducerId(producer_id)).with_producer_epoch(producer_epoch))
+        Some(
+            InitProducerIdResponse::default()
+                .with_producer_id(ProducerId(producer_id))
+                .with_producer_epoch(producer_epoch),
+        )
     }
 }
 

@@ -95,7 +95,8 @@ fn joined_response(version: i16, joined: JoinResponse) -> JoinGroupResponse {
         .members
         .into_iter()
         .map(|m| {
-            let instance = if version >= STATIC_MEMBER_VERSION { m.group_instance_id.map(StrBytes::from_string) } else { None };
+            let instance =
+                if version >= STATIC_MEMBER_VERSION { m.group_instance_id.map(StrBytes::from_string) } else { None };
             JoinGroupResponseMember::default()
                 .with_member_id(StrBytes::from_string(m.member_id))
                 .with_group_instance_id(instance)

@@ -25,7 +25,11 @@ impl Handler for LeaveGroupHandler {
     const KEY: ApiKey = ApiKey::LeaveGroup;
     const VERSIONS: (i16, i16) = (0, 5);
 
-    async fn handle(broker: Arc<Broker>, ctx: RequestContext, request: LeaveGroupRequest) -> Option<LeaveGroupResponse> {
+    async fn handle(
+        broker: Arc<Broker>,
+        ctx: RequestContext,
+        request: LeaveGroupRequest,
+    ) -> Option<LeaveGroupResponse> {
         let version = ctx.api_version;
         let group_id = request.group_id.0.to_string();
         let result = if group_id.is_empty() {
@@ -47,7 +51,10 @@ fn leaving_members(version: i16, request: LeaveGroupRequest) -> Vec<LeaveMember>
     request
         .members
         .into_iter()
-        .map(|m| LeaveMember { member_id: m.member_id.to_string(), group_instance_id: m.group_instance_id.map(|s| s.to_string()) })
+        .map(|m| LeaveMember {
+            member_id: m.member_id.to_string(),
+            group_instance_id: m.group_instance_id.map(|s| s.to_string()),
+        })
         .collect()
 }
 
@@ -122,7 +129,8 @@ mod tests {
 
     #[test]
     fn v3_answers_a_code_per_member() {
-        let r = response(3, Ok(vec![left("m-1", None, Ok(())), left("", Some("i-2"), Err(GroupError::UnknownMemberId))]));
+        let r =
+            response(3, Ok(vec![left("m-1", None, Ok(())), left("", Some("i-2"), Err(GroupError::UnknownMemberId))]));
         assert_eq!(r.error_code, 0);
         let codes: Vec<(&str, Option<&str>, i16)> =
             r.members.iter().map(|m| (m.member_id.as_str(), m.group_instance_id.as_deref(), m.error_code)).collect();
@@ -146,7 +154,10 @@ mod tests {
     fn every_advertised_version_encodes() {
         let (min, max) = LeaveGroupHandler::VERSIONS;
         for version in min..=max {
-            let ok = response(version, Ok(vec![left("m-1", Some("i-1"), Ok(())), left("m-2", None, Err(GroupError::UnknownMemberId))]));
+            let ok = response(
+                version,
+                Ok(vec![left("m-1", Some("i-1"), Ok(())), left("m-2", None, Err(GroupError::UnknownMemberId))]),
+            );
             for r in [ok, response(version, Err(GroupError::NotCoordinator))] {
                 let mut buf = bytes::BytesMut::new();
                 r.encode(&mut buf, version).unwrap_or_else(|e| panic!("v{version}: {e}"));

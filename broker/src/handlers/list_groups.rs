@@ -46,7 +46,11 @@ impl Handler for ListGroupsHandler {
     const KEY: ApiKey = ApiKey::ListGroups;
     const VERSIONS: (i16, i16) = (0, 5);
 
-    async fn handle(broker: Arc<Broker>, ctx: RequestContext, request: ListGroupsRequest) -> Option<ListGroupsResponse> {
+    async fn handle(
+        broker: Arc<Broker>,
+        ctx: RequestContext,
+        request: ListGroupsRequest,
+    ) -> Option<ListGroupsResponse> {
         broker.groups.load_all(&broker).await;
         // Older versions decode the filters as empty lists, which filter nothing.
         let mut groups = broker.groups.list(strings(request.states_filter), strings(request.types_filter)).await;
@@ -65,7 +69,12 @@ mod tests {
     use crate::coordinator::group::GROUP_TYPE_CLASSIC;
 
     fn group() -> ListedGroup {
-        ListedGroup { group_id: "g".into(), protocol_type: "consumer".into(), state: "Stable", group_type: GROUP_TYPE_CLASSIC }
+        ListedGroup {
+            group_id: "g".into(),
+            protocol_type: "consumer".into(),
+            state: "Stable",
+            group_type: GROUP_TYPE_CLASSIC,
+        }
     }
 
     #[test]

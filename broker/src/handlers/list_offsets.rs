@@ -25,7 +25,13 @@ const LATEST_TIERED: i64 = -5;
 /// First version whose response carries the leader epoch.
 const LEADER_EPOCH_VERSION: i16 = 4;
 
-fn answer(index: i32, error: Option<ResponseError>, timestamp: i64, offset: i64, leader_epoch: i32) -> ListOffsetsPartitionResponse {
+fn answer(
+    index: i32,
+    error: Option<ResponseError>,
+    timestamp: i64,
+    offset: i64,
+    leader_epoch: i32,
+) -> ListOffsetsPartitionResponse {
     ListOffsetsPartitionResponse::default()
         .with_partition_index(index)
         .with_error_code(error.map_or(0, |e| e.code()))
@@ -41,7 +47,10 @@ fn lookup(partition: &Partition, timestamp: i64) -> Result<(i64, i64), ResponseE
         EARLIEST | EARLIEST_LOCAL => Ok((-1, log.log_start_offset())),
         LATEST_TIERED => Ok((-1, -1)),
         MAX_TIMESTAMP => Ok(log.max_timestamp().map_or((-1, -1), |(offset, ts)| (ts, offset))),
-        ts if ts >= 0 => Ok(log.offset_for_timestamp(ts).map_err(|e| storage_error(&e))?.map_or((-1, -1), |(offset, ts)| (ts, offset))),
+        ts if ts >= 0 => Ok(log
+            .offset_for_timestamp(ts)
+            .map_err(|e| storage_error(&e))?
+            .map_or((-1, -1), |(offset, ts)| (ts, offset))),
         _ => Err(ResponseError::InvalidRequest),
     }
 }
@@ -52,7 +61,11 @@ impl Handler for ListOffsetsHandler {
     const KEY: ApiKey = ApiKey::ListOffsets;
     const VERSIONS: (i16, i16) = (1, 10);
 
-    async fn handle(broker: Arc<Broker>, ctx: RequestContext, request: ListOffsetsRequest) -> Option<ListOffsetsResponse> {
+    async fn handle(
+        broker: Arc<Broker>,
+        ctx: RequestContext,
+        request: ListOffsetsRequest,
+    ) -> Option<ListOffsetsResponse> {
         let image = broker.metadata.image();
         let mut topics = Vec::with_capacity(request.topics.len());
         for topic in request.topics {
@@ -67,14 +80,20 @@ impl Handler for ListOffsetsHandler {
                 let epoch = t.partitions.get(&index).map_or(-1, |pi| pi.leader_epoch);
                 let reported_epoch = if ctx.api_version >= LEADER_EPOCH_VERSION { epoch } else { -1 };
                 if p.current_leader_epoch >= 0 && epoch >= 0 && p.current_leader_epoch != epoch {
-                    let e = if p.current_leader_epoch > epoch { ResponseError::UnknownLeaderEpoch } else { ResponseError::FencedLeaderEpoch };
+                    let e = if p.current_leader_epoch > epoch {
+                        ResponseError::UnknownLeaderEpoch
+                    } else {
+                        ResponseError::FencedLeaderEpoch
+                    };
                     partitions.push(answer(index, Some(e), -1, -1, reported_epoch));
                     continue;
                 }
                 let result = match broker.replicas.leader_partition(&image, t.topic_id, index).await {
                     Ok(partition) => {
                         let ts = p.timestamp;
-                        tokio::task::spawn_blocking(move || lookup(&partition, ts)).await.unwrap_or(Err(ResponseError::UnknownServerError))
+                        tokio::task::spawn_blocking(move || lookup(&partition, ts))
+                            .await
+                            .unwrap_or(Err(ResponseError::UnknownServerError))
                     }
                     Err(PartitionError::NotLeader) => Err(ResponseError::NotLeaderOrFollower),
                     Err(PartitionError::UnknownTopicOrPartition) => Err(ResponseError::UnknownTopicOrPartition),

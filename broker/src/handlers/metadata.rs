@@ -5,7 +5,9 @@
 use std::sync::Arc;
 
 use kafka_protocol::error::ResponseError;
-use kafka_protocol::messages::metadata_response::{MetadataResponseBroker, MetadataResponsePartition, MetadataResponseTopic};
+use kafka_protocol::messages::metadata_response::{
+    MetadataResponseBroker, MetadataResponsePartition, MetadataResponseTopic,
+};
 use kafka_protocol::messages::{ApiKey, BrokerId, MetadataRequest, MetadataResponse, TopicName};
 use kafka_protocol::protocol::StrBytes;
 use sluice_controller::image::{MetadataImage, TopicImage};
@@ -81,7 +83,9 @@ async fn auto_create(broker: &Broker, image: &MetadataImage, names: &[String]) -
     }
     for (spec, result) in specs.iter().zip(broker.controller.create_topics(&specs, false).await) {
         match result {
-            Ok(created) => tracing::info!(topic = %spec.name, partitions = created.num_partitions, "auto-created topic"),
+            Ok(created) => {
+                tracing::info!(topic = %spec.name, partitions = created.num_partitions, "auto-created topic")
+            }
             Err(e) => tracing::debug!(topic = %spec.name, error = %e, "auto-create refused"),
         }
     }
@@ -97,10 +101,13 @@ impl Handler for MetadataHandler {
     async fn handle(broker: Arc<Broker>, ctx: RequestContext, request: MetadataRequest) -> Option<MetadataResponse> {
         let mut image = broker.metadata.image();
         // v0 has no way to say "all topics" but an empty list; from v1 on, null means all.
-        let all_topics = request.topics.is_none() || (ctx.api_version == 0 && request.topics.as_ref().is_some_and(Vec::is_empty));
+        let all_topics =
+            request.topics.is_none() || (ctx.api_version == 0 && request.topics.as_ref().is_some_and(Vec::is_empty));
         let wanted = request.topics.unwrap_or_default();
-        let allow_auto_create = (ctx.api_version < 4 || request.allow_auto_topic_creation) && broker.config.auto_create_topics_enable;
-        let names: Vec<String> = wanted.iter().filter_map(|t| t.name.as_ref().map(|n| n.0.as_str().to_string())).collect();
+        let allow_auto_create =
+            (ctx.api_version < 4 || request.allow_auto_topic_creation) && broker.config.auto_create_topics_enable;
+        let names: Vec<String> =
+            wanted.iter().filter_map(|t| t.name.as_ref().map(|n| n.0.as_str().to_string())).collect();
         if allow_auto_create && !all_topics {
             image = auto_create(&broker, &image, &names).await;
         }
@@ -112,10 +119,16 @@ impl Handler for MetadataHandler {
                 .map(|t| match &t.name {
                     Some(name) => match image.topic_by_name(name.0.as_str()) {
                         Some(topic) => topic_response(&image, topic),
-                        None if validate_topic_name(name.0.as_str()).is_err() => {
-                            error_topic(Some(name.0.as_str().to_string()), Uuid::nil(), ResponseError::InvalidTopicException)
-                        }
-                        None => error_topic(Some(name.0.as_str().to_string()), Uuid::nil(), ResponseError::UnknownTopicOrPartition),
+                        None if validate_topic_name(name.0.as_str()).is_err() => error_topic(
+                            Some(name.0.as_str().to_string()),
+                            Uuid::nil(),
+                            ResponseError::InvalidTopicException,
+                        ),
+                        None => error_topic(
+                            Some(name.0.as_str().to_string()),
+                            Uuid::nil(),
+                            ResponseError::UnknownTopicOrPartition,
+                        ),
                     },
                     None => match image.topics.get(&t.topic_id) {
                         Some(topic) => topic_response(&image, topic),

@@ -66,7 +66,10 @@ fn local_answers(image: &MetadataImage, topics: &[OffsetCommitRequestTopic]) -> 
         .map(|t| {
             t.partitions
                 .iter()
-                .map(|p| (!partition_exists(image, t.name.0.as_str(), p.partition_index)).then_some(ResponseError::UnknownTopicOrPartition))
+                .map(|p| {
+                    (!partition_exists(image, t.name.0.as_str(), p.partition_index))
+                        .then_some(ResponseError::UnknownTopicOrPartition)
+                })
                 .collect()
         })
         .collect()
@@ -128,7 +131,11 @@ fn response(topics: &[OffsetCommitRequestTopic], codes: Vec<Vec<i16>>) -> Offset
                 .partitions
                 .iter()
                 .zip(codes)
-                .map(|(p, code)| OffsetCommitResponsePartition::default().with_partition_index(p.partition_index).with_error_code(code))
+                .map(|(p, code)| {
+                    OffsetCommitResponsePartition::default()
+                        .with_partition_index(p.partition_index)
+                        .with_error_code(code)
+                })
                 .collect();
             OffsetCommitResponseTopic::default().with_name(t.name.clone()).with_partitions(partitions)
         })
@@ -142,7 +149,11 @@ impl Handler for OffsetCommitHandler {
     const KEY: ApiKey = ApiKey::OffsetCommit;
     const VERSIONS: (i16, i16) = (2, 9);
 
-    async fn handle(broker: Arc<Broker>, ctx: RequestContext, request: OffsetCommitRequest) -> Option<OffsetCommitResponse> {
+    async fn handle(
+        broker: Arc<Broker>,
+        ctx: RequestContext,
+        request: OffsetCommitRequest,
+    ) -> Option<OffsetCommitResponse> {
         let local = local_answers(&broker.metadata.image(), &request.topics);
         let offsets = offsets_to_commit(&request.topics, &local);
         // As Kafka: when no partition is left for the coordinator, it is not asked at all.

@@ -28,7 +28,10 @@ fn local_answers(image: &MetadataImage, topics: &[OffsetDeleteRequestTopic]) -> 
         .map(|t| {
             t.partitions
                 .iter()
-                .map(|p| (!partition_exists(image, t.name.0.as_str(), p.partition_index)).then_some(ResponseError::UnknownTopicOrPartition))
+                .map(|p| {
+                    (!partition_exists(image, t.name.0.as_str(), p.partition_index))
+                        .then_some(ResponseError::UnknownTopicOrPartition)
+                })
                 .collect()
         })
         .collect()
@@ -58,7 +61,11 @@ fn response(topics: &[OffsetDeleteRequestTopic], codes: Vec<Vec<i16>>) -> Offset
                 .partitions
                 .iter()
                 .zip(codes)
-                .map(|(p, code)| OffsetDeleteResponsePartition::default().with_partition_index(p.partition_index).with_error_code(code))
+                .map(|(p, code)| {
+                    OffsetDeleteResponsePartition::default()
+                        .with_partition_index(p.partition_index)
+                        .with_error_code(code)
+                })
                 .collect();
             OffsetDeleteResponseTopic::default().with_name(t.name.clone()).with_partitions(partitions)
         })
@@ -72,7 +79,11 @@ impl Handler for OffsetDeleteHandler {
     const KEY: ApiKey = ApiKey::OffsetDelete;
     const VERSIONS: (i16, i16) = (0, 0);
 
-    async fn handle(broker: Arc<Broker>, _ctx: RequestContext, request: OffsetDeleteRequest) -> Option<OffsetDeleteResponse> {
+    async fn handle(
+        broker: Arc<Broker>,
+        _ctx: RequestContext,
+        request: OffsetDeleteRequest,
+    ) -> Option<OffsetDeleteResponse> {
         let group_id = request.group_id.0.as_str().to_string();
         if group_id.is_empty() {
             return Some(OffsetDeleteResponse::default().with_error_code(ResponseError::InvalidGroupId.code()));
@@ -118,9 +129,9 @@ mod tests {
     }
 
     fn topic(name: &str, partitions: &[i32]) -> OffsetDeleteRequestTopic {
-        OffsetDeleteRequestTopic::default()
-            .with_name(TopicName(StrBytes::from_string(name.into())))
-            .with_partitions(partitions.iter().map(|p| OffsetDeleteRequestPartition::default().with_partition_index(*p)).collect())
+        OffsetDeleteRequestTopic::default().with_name(TopicName(StrBytes::from_string(name.into()))).with_partitions(
+            partitions.iter().map(|p| OffsetDeleteRequestPartition::default().with_partition_index(*p)).collect(),
+        )
     }
 
     #[test]
@@ -131,7 +142,8 @@ mod tests {
         assert_eq!(sent, vec![TopicPartition { topic: "a".into(), partition: 0 }]);
         let resp = response(&topics, merge_codes(local, vec![Err(GroupError::GroupSubscribedToTopic)]));
         let unknown = ResponseError::UnknownTopicOrPartition.code();
-        let codes: Vec<Vec<i16>> = resp.topics.iter().map(|t| t.partitions.iter().map(|p| p.error_code).collect()).collect();
+        let codes: Vec<Vec<i16>> =
+            resp.topics.iter().map(|t| t.partitions.iter().map(|p| p.error_code).collect()).collect();
         assert_eq!(codes, vec![vec![unknown], vec![unknown, ResponseError::GroupSubscribedToTopic.code()]]);
         resp.encode(&mut BytesMut::new(), 0).expect("v0 encodes");
         OffsetDeleteResponse::default().with_error_code(69).encode(&mut BytesMut::new(), 0).expect("v0 encodes");

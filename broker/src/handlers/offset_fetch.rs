@@ -83,7 +83,9 @@ async fn fetch_group(broker: &Arc<Broker>, group_id: String, requested: Requeste
     let partitions = requested.as_ref().map(|topics| {
         topics
             .iter()
-            .flat_map(|(topic, partitions)| partitions.iter().map(|p| TopicPartition { topic: topic.clone(), partition: *p }))
+            .flat_map(|(topic, partitions)| {
+                partitions.iter().map(|p| TopicPartition { topic: topic.clone(), partition: *p })
+            })
             .collect()
     });
     let result = broker.groups.fetch_offsets(broker, group_id, partitions).await;
@@ -153,7 +155,11 @@ impl Handler for OffsetFetchHandler {
     const KEY: ApiKey = ApiKey::OffsetFetch;
     const VERSIONS: (i16, i16) = (1, 9);
 
-    async fn handle(broker: Arc<Broker>, ctx: RequestContext, request: OffsetFetchRequest) -> Option<OffsetFetchResponse> {
+    async fn handle(
+        broker: Arc<Broker>,
+        ctx: RequestContext,
+        request: OffsetFetchRequest,
+    ) -> Option<OffsetFetchResponse> {
         if ctx.api_version < GROUPS_VERSION {
             let requested: Requested = request.topics.map(|topics| {
                 topics.into_iter().map(|t| (t.name.0.as_str().to_string(), t.partition_indexes)).collect()
@@ -163,8 +169,9 @@ impl Handler for OffsetFetchHandler {
         }
         let broker = &broker;
         let fetches = request.groups.into_iter().map(|g| async move {
-            let requested: Requested =
-                g.topics.map(|topics| topics.into_iter().map(|t| (t.name.0.as_str().to_string(), t.partition_indexes)).collect());
+            let requested: Requested = g.topics.map(|topics| {
+                topics.into_iter().map(|t| (t.name.0.as_str().to_string(), t.partition_indexes)).collect()
+            });
             let offsets = fetch_group(broker, g.group_id.0.as_str().to_string(), requested).await;
             group_v8(g.group_id, offsets)
         });

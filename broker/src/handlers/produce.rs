@@ -61,11 +61,8 @@ async fn append_partition(broker: &Broker, image: &MetadataImage, write: Partiti
     let Some(records) = write.records.filter(|r| !r.is_empty()) else {
         return (error_partition(write.index, ResponseError::InvalidRecord), None);
     };
-    let leader_epoch = image
-        .topics
-        .get(&topic_id)
-        .and_then(|t| t.partitions.get(&write.index))
-        .map_or(0, |p| p.leader_epoch);
+    let leader_epoch =
+        image.topics.get(&topic_id).and_then(|t| t.partitions.get(&write.index)).map_or(0, |p| p.leader_epoch);
     // The one copy of the record bytes: into a buffer the log may rewrite in place.
     match partition.append(records.to_vec(), leader_epoch).await {
         Ok(info) => {
@@ -128,7 +125,8 @@ impl Handler for ProduceHandler {
                 (image.topic_by_name(topic.name.0.as_str()).map(|t| t.topic_id), ResponseError::UnknownTopicOrPartition)
             };
             let writes = topic.partition_data.into_iter().map(|p| async move {
-                let write = PartitionWrite { topic_id, unknown_topic_error: unknown, index: p.index, records: p.records };
+                let write =
+                    PartitionWrite { topic_id, unknown_topic_error: unknown, index: p.index, records: p.records };
                 match request_error {
                     Some(e) => (error_partition(write.index, e), None),
                     None => append_partition(broker, image, write).await,

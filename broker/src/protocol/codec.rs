@@ -88,7 +88,8 @@ pub fn encode_response<R: Encodable>(
 ) -> Result<Bytes, ProtocolError> {
     let header = ResponseHeader::default().with_correlation_id(correlation_id);
     let encode_err = |e: anyhow::Error| ProtocolError::Encode(e.to_string());
-    let size = header.compute_size(header_version).map_err(encode_err)? + body.compute_size(version).map_err(encode_err)?;
+    let size =
+        header.compute_size(header_version).map_err(encode_err)? + body.compute_size(version).map_err(encode_err)?;
     let size_i32 = i32::try_from(size).map_err(|_| ProtocolError::Encode(format!("response of {size} bytes")))?;
     let mut out = BytesMut::with_capacity(4 + size);
     out.put_i32(size_i32);

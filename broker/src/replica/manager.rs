@@ -69,7 +69,12 @@ impl ReplicaManager {
     ///
     /// # Errors
     /// Unknown in the image, led elsewhere, or its log failed to open.
-    pub async fn leader_partition(&self, image: &MetadataImage, topic_id: Uuid, index: i32) -> Result<Arc<Partition>, PartitionError> {
+    pub async fn leader_partition(
+        &self,
+        image: &MetadataImage,
+        topic_id: Uuid,
+        index: i32,
+    ) -> Result<Arc<Partition>, PartitionError> {
         let topic = image.topics.get(&topic_id).ok_or(PartitionError::UnknownTopicOrPartition)?;
         let p = topic.partitions.get(&index).ok_or(PartitionError::UnknownTopicOrPartition)?;
         if p.leader != self.config.node_id {
@@ -120,7 +125,8 @@ impl ReplicaManager {
             let keys: Vec<Key> = map
                 .iter()
                 .filter(|((id, index), p)| {
-                    p.opened_at <= image.applied_count && image.topics.get(id).and_then(|t| t.partitions.get(index)).is_none()
+                    p.opened_at <= image.applied_count
+                        && image.topics.get(id).and_then(|t| t.partitions.get(index)).is_none()
                 })
                 .map(|(k, _)| *k)
                 .collect();

@@ -143,7 +143,12 @@ async fn read_body(reader: &mut tokio::net::tcp::OwnedReadHalf, frame: &mut [u8]
 }
 
 /// Decodes the header and starts the handler; the returned future yields the response frame.
-fn start_request(broker: &Arc<Broker>, frame: Bytes, gate: OrderGate, client_host: &str) -> Result<std::pin::Pin<Box<dyn std::future::Future<Output = CallResult> + Send>>, ProtocolError> {
+fn start_request(
+    broker: &Arc<Broker>,
+    frame: Bytes,
+    gate: OrderGate,
+    client_host: &str,
+) -> Result<std::pin::Pin<Box<dyn std::future::Future<Output = CallResult> + Send>>, ProtocolError> {
     let request = decode_request(frame, is_supported)?;
     let span = tracing::debug_span!(
         "request",
@@ -173,7 +178,11 @@ fn start_request(broker: &Arc<Broker>, frame: Bytes, gate: OrderGate, client_hos
     }
 }
 
-async fn write_responses(mut writer: OwnedWriteHalf, mut rx: mpsc::Receiver<JoinHandle<Pending>>, closing: CancellationToken) {
+async fn write_responses(
+    mut writer: OwnedWriteHalf,
+    mut rx: mpsc::Receiver<JoinHandle<Pending>>,
+    closing: CancellationToken,
+) {
     while let Some(handle) = rx.recv().await {
         // The budget permit is held until the frame is written.
         let (frame, _budget) = match handle.await {

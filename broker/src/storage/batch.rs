@@ -79,8 +79,7 @@ impl BatchHeader {
 
     /// Offset of the batch's last record.
     pub fn last_offset(&self) -> i64 {
-        self.base_offset
-            .saturating_add(i64::from(self.last_offset_delta))
+        self.base_offset.saturating_add(i64::from(self.last_offset_delta))
     }
 
     /// Sequence of the batch's last record, wrapping to 0 after `i32::MAX` as Kafka does.
@@ -188,11 +187,7 @@ pub fn validate_record_set(bytes: &[u8], max_message_bytes: i32) -> Result<Vec<B
     while position < bytes.len() {
         let header = validate_batch(&bytes[position..], max_message_bytes)?;
         let size = header.size();
-        batches.push(BatchInfo {
-            position,
-            size,
-            header,
-        });
+        batches.push(BatchInfo { position, size, header });
         position += size;
     }
     Ok(batches)
@@ -203,10 +198,7 @@ fn validate_batch(rest: &[u8], max_message_bytes: i32) -> Result<BatchHeader> {
     let header = parse_header(rest)?;
     let size = header.size();
     if size as u64 > u64::try_from(max_message_bytes).unwrap_or(0) {
-        return Err(StorageError::MessageTooLarge {
-            size,
-            max: max_message_bytes,
-        });
+        return Err(StorageError::MessageTooLarge { size, max: max_message_bytes });
     }
     if size > rest.len() {
         return Err(StorageError::CorruptMessage);
@@ -216,9 +208,7 @@ fn validate_batch(rest: &[u8], max_message_bytes: i32) -> Result<BatchHeader> {
         return Err(StorageError::CorruptMessage);
     }
     if header.compression() > MAX_CODEC {
-        return Err(StorageError::UnsupportedCompressionType(
-            header.compression(),
-        ));
+        return Err(StorageError::UnsupportedCompressionType(header.compression()));
     }
     check_header_rules(&header)?;
     if header.compression() == 0 {
@@ -259,10 +249,7 @@ fn check_header_rules(header: &BatchHeader) -> Result<()> {
 ///
 /// When `batch` is shorter than a header: callers pass only validated batches.
 pub fn set_base_offset_and_epoch(batch: &mut [u8], base_offset: i64, leader_epoch: i32) {
-    assert!(
-        batch.len() >= HEADER_LEN,
-        "set_base_offset_and_epoch on a short batch"
-    );
+    assert!(batch.len() >= HEADER_LEN, "set_base_offset_and_epoch on a short batch");
     batch[0..8].copy_from_slice(&base_offset.to_be_bytes());
     batch[LEADER_EPOCH_AT..LEADER_EPOCH_AT + 4].copy_from_slice(&leader_epoch.to_be_bytes());
 }
@@ -278,10 +265,7 @@ pub fn set_base_offset_and_epoch(batch: &mut [u8], base_offset: i64, leader_epoc
 ///
 /// When `batch` is shorter than a header: callers pass only validated batches.
 pub fn set_log_append_time(batch: &mut [u8], now_ms: i64) {
-    assert!(
-        batch.len() >= HEADER_LEN,
-        "set_log_append_time on a short batch"
-    );
+    assert!(batch.len() >= HEADER_LEN, "set_log_append_time on a short batch");
     let attributes = be_i16(batch, ATTRIBUTES_AT) | TIMESTAMP_TYPE_BIT;
     batch[ATTRIBUTES_AT..ATTRIBUTES_AT + 2].copy_from_slice(&attributes.to_be_bytes());
     batch[BASE_TIMESTAMP_AT..BASE_TIMESTAMP_AT + 8].copy_from_slice(&now_ms.to_be_bytes());
@@ -320,12 +304,7 @@ impl<'a> RecordWalker<'a> {
             return Err(StorageError::CorruptMessage);
         }
         let area = &batch[HEADER_LEN..header.size()];
-        Ok(RecordWalker {
-            area,
-            pos: 0,
-            remaining: header.record_count,
-            failed: false,
-        })
+        Ok(RecordWalker { area, pos: 0, remaining: header.record_count, failed: false })
     }
 
     fn next_record(&mut self) -> Result<RecordMeta> {
@@ -383,10 +362,7 @@ fn parse_record_body(body: &[u8]) -> Result<RecordMeta> {
     if pos != body.len() {
         return Err(invalid("record length does not match its fields"));
     }
-    Ok(RecordMeta {
-        offset_delta,
-        timestamp_delta,
-    })
+    Ok(RecordMeta { offset_delta, timestamp_delta })
 }
 
 /// Skips a varint-length-prefixed byte field; `-1` means null where `nullable`.
@@ -485,9 +461,7 @@ pub(crate) mod test_util {
             let max_delta = (0..self.records).map(|i| self.delta(i)).max().unwrap_or(0);
             let mut b = Vec::with_capacity(HEADER_LEN + records.len());
             b.extend_from_slice(&0i64.to_be_bytes());
-            b.extend_from_slice(
-                &((HEADER_LEN - LOG_OVERHEAD + records.len()) as i32).to_be_bytes(),
-            );
+            b.extend_from_slice(&((HEADER_LEN - LOG_OVERHEAD + records.len()) as i32).to_be_bytes());
             b.extend_from_slice(&(-1i32).to_be_bytes());
             b.push(2);
             b.extend_from_slice(&[0; 4]);
@@ -601,10 +575,7 @@ mod tests {
     fn wrong_magic_is_unsupported() {
         let mut b = TestBatch::new(1).encode();
         b[16] = 1;
-        assert!(matches!(
-            err(&b),
-            StorageError::UnsupportedForMessageFormat(1)
-        ));
+        assert!(matches!(err(&b), StorageError::UnsupportedForMessageFormat(1)));
     }
 
     #[test]
@@ -619,10 +590,7 @@ mod tests {
     fn unknown_codec_is_unsupported_but_compressed_is_not_walked() {
         let mut t = TestBatch::new(2);
         t.codec = 5;
-        assert!(matches!(
-            err(&t.encode()),
-            StorageError::UnsupportedCompressionType(5)
-        ));
+        assert!(matches!(err(&t.encode()), StorageError::UnsupportedCompressionType(5)));
         t.codec = 4;
         assert!(validate_record_set(&t.encode(), MAX).is_ok());
     }
@@ -693,10 +661,7 @@ mod tests {
     fn message_too_large() {
         let b = TestBatch::new(10).encode();
         let e = validate_record_set(&b, 100).unwrap_err();
-        assert!(
-            matches!(e, StorageError::MessageTooLarge { max: 100, .. }),
-            "{e}"
-        );
+        assert!(matches!(e, StorageError::MessageTooLarge { max: 100, .. }), "{e}");
     }
 
     #[test]

@@ -163,12 +163,7 @@ mod tests {
     #[test]
     fn lists_only_offset_named_files() {
         let dir = tempfile::tempdir().unwrap();
-        for name in [
-            "00000000000000000010.log",
-            "00000000000000000002.log",
-            "x.log",
-            "1.log",
-        ] {
+        for name in ["00000000000000000010.log", "00000000000000000002.log", "x.log", "1.log"] {
             fs::write(dir.path().join(name), b"").unwrap();
         }
         fs::write(dir.path().join("00000000000000000003.index"), b"").unwrap();

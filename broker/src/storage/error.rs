@@ -54,19 +54,11 @@ pub enum StorageError {
     /// An idempotent batch carries an epoch older than the producer's current one
     /// (`INVALID_PRODUCER_EPOCH`).
     #[error("producer {producer_id} epoch {producer_epoch} is older than current {current_epoch}")]
-    InvalidProducerEpoch {
-        producer_id: i64,
-        producer_epoch: i16,
-        current_epoch: i16,
-    },
+    InvalidProducerEpoch { producer_id: i64, producer_epoch: i16, current_epoch: i16 },
 
     /// A read asked for an offset outside `[log_start, log_end]` (`OFFSET_OUT_OF_RANGE`).
     #[error("offset {offset} is outside the log range [{log_start}, {log_end}]")]
-    OffsetOutOfRange {
-        offset: i64,
-        log_start: i64,
-        log_end: i64,
-    },
+    OffsetOutOfRange { offset: i64, log_start: i64, log_end: i64 },
 
     /// The operating system refused a file operation (`KAFKA_STORAGE_ERROR`).
     #[error("storage I/O error: {0}")]

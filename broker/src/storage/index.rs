@@ -26,10 +26,7 @@ pub(crate) struct OffsetIndex {
 impl OffsetIndex {
     /// An empty index that reports full after `max_bytes` worth of entries.
     pub fn new(max_bytes: u32) -> Self {
-        OffsetIndex {
-            entries: Vec::new(),
-            max_entries: max_bytes as usize / OFFSET_ENTRY_LEN,
-        }
+        OffsetIndex { entries: Vec::new(), max_entries: max_bytes as usize / OFFSET_ENTRY_LEN }
     }
 
     pub fn is_full(&self) -> bool {
@@ -48,10 +45,7 @@ impl OffsetIndex {
     /// Adds an entry; entries must grow in both offset and position.
     pub fn append(&mut self, relative_offset: u32, position: u32) {
         if let Some((o, p)) = self.last() {
-            assert!(
-                relative_offset > o && position > p,
-                "offset index must grow"
-            );
+            assert!(relative_offset > o && position > p, "offset index must grow");
         }
         self.entries.push((relative_offset, position));
     }
@@ -111,10 +105,7 @@ pub(crate) struct TimeIndex {
 impl TimeIndex {
     /// An empty index that reports full after `max_bytes` worth of entries.
     pub fn new(max_bytes: u32) -> Self {
-        TimeIndex {
-            entries: Vec::new(),
-            max_entries: max_bytes as usize / TIME_ENTRY_LEN,
-        }
+        TimeIndex { entries: Vec::new(), max_entries: max_bytes as usize / TIME_ENTRY_LEN }
     }
 
     pub fn is_full(&self) -> bool {

@@ -22,8 +22,8 @@ use super::error::{Result, StorageError};
 use super::index::write_synced;
 use super::producer_state::{Prepared, ProducerStateManager};
 use super::segment::{
-    offset_file, read_batch, remove_if_exists, scan_headers, IndexSettings, Recovered, Segment,
-    INDEX_SUFFIX, LOG_SUFFIX, MAX_SEGMENT_POSITION, TIME_INDEX_SUFFIX,
+    offset_file, read_batch, remove_if_exists, scan_headers, IndexSettings, Recovered, Segment, INDEX_SUFFIX,
+    LOG_SUFFIX, MAX_SEGMENT_POSITION, TIME_INDEX_SUFFIX,
 };
 
 const SNAPSHOT_SUFFIX: &str = "snapshot";
@@ -66,12 +66,9 @@ struct PublishedOffsets {
 
 impl PublishedOffsets {
     fn publish(&self, inner: &LogInner) {
-        self.log_start_offset
-            .store(inner.log_start_offset, Ordering::Release);
-        self.log_end_offset
-            .store(inner.log_end_offset, Ordering::Release);
-        self.high_watermark
-            .store(inner.high_watermark, Ordering::Release);
+        self.log_start_offset.store(inner.log_start_offset, Ordering::Release);
+        self.log_end_offset.store(inner.log_end_offset, Ordering::Release);
+        self.high_watermark.store(inner.high_watermark, Ordering::Release);
     }
 }
 
@@ -97,10 +94,7 @@ struct SegmentView {
 }
 
 fn settings(config: &LogConfig) -> IndexSettings {
-    IndexSettings {
-        interval_bytes: config.index_interval_bytes,
-        max_index_bytes: config.segment_index_bytes,
-    }
+    IndexSettings { interval_bytes: config.index_interval_bytes, max_index_bytes: config.segment_index_bytes }
 }
 
 impl LogInner {
@@ -147,11 +141,7 @@ impl LogInner {
         let limit = self.config.segment_bytes.min(MAX_SEGMENT_POSITION);
         let too_big = active.size.saturating_add(set_len) > limit;
         let offsets_overflow = last_offset - active.base_offset > i64::from(u32::MAX);
-        let timestamp = if max_timestamp >= 0 {
-            max_timestamp
-        } else {
-            now_ms
-        };
+        let timestamp = if max_timestamp >= 0 { max_timestamp } else { now_ms };
         let too_old = active.roll_due(timestamp, now_ms, self.config.segment_ms);
         if too_big || offsets_overflow || too_old || active.index_full() {
             self.roll(dir, now_ms)?;
@@ -164,8 +154,7 @@ impl LogInner {
     fn roll(&mut self, dir: &Path, now_ms: i64) -> Result<()> {
         let base = self.log_end_offset;
         self.active.save_indexes()?;
-        self.producers
-            .write_snapshot(&offset_file(dir, base, SNAPSHOT_SUFFIX))?;
+        self.producers.write_snapshot(&offset_file(dir, base, SNAPSHOT_SUFFIX))?;
         let segment = Segment::create(dir, base, settings(&self.config), now_ms)?;
         checkpoint::sync_dir(dir)?;
         let old = std::mem::replace(&mut self.active, segment);
@@ -183,15 +172,11 @@ impl LogInner {
         }
         let hw = self.high_watermark;
         let candidates = || self.rolled.iter().take_while(|s| s.next_offset <= hw);
-        let below_start = candidates()
-            .take_while(|s| s.next_offset <= self.log_start_offset)
-            .count();
+        let below_start = candidates().take_while(|s| s.next_offset <= self.log_start_offset).count();
         let by_time = match self.config.retention_ms {
             ms if ms >= 0 => {
                 let cutoff = now_ms.saturating_sub(ms);
-                candidates()
-                    .take_while(|s| s.max_timestamp < cutoff)
-                    .count()
+                candidates().take_while(|s| s.max_timestamp < cutoff).count()
             }
             _ => 0,
         };
@@ -213,10 +198,7 @@ impl LogInner {
 
     /// Files holding bytes at or above `flushed`, for a group-commit fsync.
     fn unflushed_files(&self, flushed: i64) -> Vec<Arc<File>> {
-        self.segments()
-            .filter(|s| s.next_offset > flushed)
-            .map(|s| Arc::clone(&s.log))
-            .collect()
+        self.segments().filter(|s| s.next_offset > flushed).map(|s| Arc::clone(&s.log)).collect()
     }
 }
 
@@ -249,9 +231,8 @@ impl Log {
         let (rolled, active) = load_segments(dir, trusted_below, settings(&config), now_ms)?;
         let log_end_offset = active.next_offset;
         let first_base = rolled.first().unwrap_or(&active).base_offset;
-        let log_start_offset = checkpoint::read_offset(&dir.join(LOG_START_FILE))
-            .unwrap_or(first_base)
-            .clamp(first_base, log_end_offset);
+        let log_start_offset =
+            checkpoint::read_offset(&dir.join(LOG_START_FILE)).unwrap_or(first_base).clamp(first_base, log_end_offset);
         let mut inner = LogInner {
             config,
             rolled,
@@ -333,29 +314,15 @@ impl Log {
                 return Ok(AppendInfo {
                     base_offset: original.first_offset,
                     last_offset: original.last_offset,
-                    log_append_time_ms: if log_append_time_ms >= 0 {
-                        original.timestamp
-                    } else {
-                        -1
-                    },
+                    log_append_time_ms: if log_append_time_ms >= 0 { original.timestamp } else { -1 },
                     log_start_offset: inner.log_start_offset,
                     duplicate: true,
                 });
             }
         };
         let last_offset = assign_offsets(records, &mut batches, base_offset, leader_epoch);
-        let max_timestamp = batches
-            .iter()
-            .map(|b| b.header.max_timestamp)
-            .max()
-            .unwrap_or(-1);
-        inner.roll_if_needed(
-            &self.dir,
-            records.len() as u64,
-            last_offset,
-            max_timestamp,
-            now_ms,
-        )?;
+        let max_timestamp = batches.iter().map(|b| b.header.max_timestamp).max().unwrap_or(-1);
+        inner.roll_if_needed(&self.dir, records.len() as u64, last_offset, max_timestamp, now_ms)?;
         inner.active.append(records, &batches)?;
         inner.log_end_offset = last_offset + 1;
         // Single node: an append is fully replicated at once. Replication will instead move the
@@ -461,13 +428,7 @@ impl Log {
     ///
     /// `OffsetOutOfRange` when `fetch_offset` is below the log start or above the log end;
     /// `Io` or `Corrupted` when the segment cannot be read back.
-    pub fn read(
-        &self,
-        fetch_offset: i64,
-        max_bytes: usize,
-        max_offset: i64,
-        min_one_batch: bool,
-    ) -> Result<Bytes> {
+    pub fn read(&self, fetch_offset: i64, max_bytes: usize, max_offset: i64, min_one_batch: bool) -> Result<Bytes> {
         let mut next = {
             // Range check and first segment under one lock, so retention cannot slip between.
             let inner = self.lock()?;
@@ -477,19 +438,10 @@ impl Log {
         if fetch_offset >= max_offset {
             return Ok(Bytes::new());
         }
-        let mut plan = ReadPlan {
-            fetch_offset,
-            max_offset,
-            max_bytes,
-            min_one_batch,
-            total: 0,
-            ranges: Vec::new(),
-            done: false,
-        };
+        let mut plan =
+            ReadPlan { fetch_offset, max_offset, max_bytes, min_one_batch, total: 0, ranges: Vec::new(), done: false };
         while let Some(view) = next.take() {
-            scan_headers(&view.file, view.start, view.end, |pos, h| {
-                Ok(plan.visit(&view.file, pos, h))
-            })?;
+            scan_headers(&view.file, view.start, view.end, |pos, h| Ok(plan.visit(&view.file, pos, h)))?;
             if plan.done || view.next_offset >= max_offset {
                 break;
             }
@@ -513,15 +465,11 @@ impl Log {
             let (view, log_start) = {
                 let inner = self.lock()?;
                 let min = inner.log_start_offset.max(after);
-                let found = inner
-                    .segments()
-                    .find(|s| s.next_offset > min && s.max_timestamp >= timestamp_ms);
+                let found = inner.segments().find(|s| s.next_offset > min && s.max_timestamp >= timestamp_ms);
                 let Some(s) = found else { return Ok(None) };
                 let view = SegmentView {
                     file: Arc::clone(&s.log),
-                    start: s
-                        .position_for_timestamp(timestamp_ms)
-                        .max(s.position_for_offset(min)),
+                    start: s.position_for_timestamp(timestamp_ms).max(s.position_for_offset(min)),
                     end: s.size,
                     next_offset: s.next_offset,
                 };
@@ -541,9 +489,7 @@ impl Log {
     pub fn max_timestamp(&self) -> Option<(i64, i64)> {
         let (view, offset, timestamp) = {
             let inner = self.lock_field();
-            let live = inner
-                .segments()
-                .filter(|s| s.size > 0 && s.next_offset > inner.log_start_offset);
+            let live = inner.segments().filter(|s| s.size > 0 && s.next_offset > inner.log_start_offset);
             let best = live.fold(None::<&Segment>, |best, s| match best {
                 Some(b) if b.max_timestamp >= s.max_timestamp => Some(b),
                 _ => Some(s),
@@ -592,10 +538,7 @@ impl Log {
     /// When `high_watermark` is beyond the log end offset: the caller's bug.
     pub fn set_high_watermark(&self, high_watermark: i64) {
         let mut inner = self.lock_field();
-        assert!(
-            high_watermark <= inner.log_end_offset,
-            "high watermark beyond log end offset"
-        );
+        assert!(high_watermark <= inner.log_end_offset, "high watermark beyond log end offset");
         inner.high_watermark = high_watermark;
         self.published.publish(&inner);
     }
@@ -652,10 +595,7 @@ impl Log {
     /// `Io` when the new segment cannot be created.
     pub fn roll_if_due(&self, now_ms: i64) -> Result<bool> {
         let mut inner = self.lock()?;
-        if !inner
-            .active
-            .roll_due(now_ms, now_ms, inner.config.segment_ms)
-        {
+        if !inner.active.roll_due(now_ms, now_ms, inner.config.segment_ms) {
             return Ok(false);
         }
         inner.roll(&self.dir, now_ms)?;
@@ -692,9 +632,7 @@ impl Log {
                 remove_if_exists(&offset_file(&self.dir, offset, SNAPSHOT_SUFFIX))?;
             }
         }
-        inner
-            .producers
-            .write_snapshot(&offset_file(&self.dir, end, SNAPSHOT_SUFFIX))?;
+        inner.producers.write_snapshot(&offset_file(&self.dir, end, SNAPSHOT_SUFFIX))?;
         write_synced(&self.dir.join(CLEAN_SHUTDOWN_FILE), b"")?;
         checkpoint::sync_dir(&self.dir)?;
         tracing::info!(dir = %self.dir.display(), log_end_offset = inner.log_end_offset, "closed log");
@@ -726,11 +664,19 @@ fn check_timestamps(batches: &[BatchInfo], config: &LogConfig, now_ms: i64) -> R
     for b in batches {
         let (first, max) = (b.header.base_timestamp, b.header.max_timestamp);
         if max > now_ms.saturating_add(config.message_timestamp_after_max_ms) {
-            return Err(StorageError::InvalidTimestamp { timestamp: max, now_ms, bound: "message.timestamp.after.max.ms" });
+            return Err(StorageError::InvalidTimestamp {
+                timestamp: max,
+                now_ms,
+                bound: "message.timestamp.after.max.ms",
+            });
         }
         // A timestamp of -1 means "none given", which Kafka accepts.
         if first >= 0 && first < now_ms.saturating_sub(config.message_timestamp_before_max_ms) {
-            return Err(StorageError::InvalidTimestamp { timestamp: first, now_ms, bound: "message.timestamp.before.max.ms" });
+            return Err(StorageError::InvalidTimestamp {
+                timestamp: first,
+                now_ms,
+                bound: "message.timestamp.before.max.ms",
+            });
         }
     }
     Ok(())
@@ -739,10 +685,7 @@ fn check_timestamps(batches: &[BatchInfo], config: &LogConfig, now_ms: i64) -> R
 /// Sets `LogAppendTime` on every batch of a validated set, keeping `batches` in step.
 fn stamp_log_append_time(records: &mut [u8], batches: &mut [BatchInfo], now_ms: i64) {
     for info in batches {
-        batch::set_log_append_time(
-            &mut records[info.position..info.position + info.size],
-            now_ms,
-        );
+        batch::set_log_append_time(&mut records[info.position..info.position + info.size], now_ms);
         info.header.base_timestamp = now_ms;
         info.header.max_timestamp = now_ms;
         info.header.attributes |= 0x08;
@@ -750,12 +693,7 @@ fn stamp_log_append_time(records: &mut [u8], batches: &mut [BatchInfo], now_ms: 
 }
 
 /// Writes consecutive offsets from `base_offset` into every batch; returns the last offset.
-fn assign_offsets(
-    records: &mut [u8],
-    batches: &mut [BatchInfo],
-    base_offset: i64,
-    leader_epoch: i32,
-) -> i64 {
+fn assign_offsets(records: &mut [u8], batches: &mut [BatchInfo], base_offset: i64, leader_epoch: i32) -> i64 {
     let mut next = base_offset;
     for info in batches {
         let bytes = &mut records[info.position..info.position + info.size];
@@ -781,9 +719,7 @@ fn load_segments(
         return Ok((Vec::new(), active));
     }
     // Segments before the one holding the recovery point are known to be fsynced.
-    let first_scanned = bases
-        .partition_point(|&b| b <= trusted_below)
-        .saturating_sub(1);
+    let first_scanned = bases.partition_point(|&b| b <= trusted_below).saturating_sub(1);
     let clean = trusted_below == i64::MAX;
     let mut segments: Vec<Segment> = Vec::with_capacity(bases.len());
     for (i, &base) in bases.iter().enumerate() {
@@ -793,14 +729,8 @@ fn load_segments(
         }
         let next_base = bases.get(i + 1).copied();
         let trusted = clean || i < first_scanned;
-        let (mut segment, recovered) = Segment::open(
-            dir,
-            base,
-            next_base.filter(|_| trusted),
-            trusted,
-            settings,
-            now_ms,
-        )?;
+        let (mut segment, recovered) =
+            Segment::open(dir, base, next_base.filter(|_| trusted), trusted, settings, now_ms)?;
         if !trusted && next_base.is_some() && recovered == Recovered::Intact {
             segment.save_indexes()?;
         }
@@ -810,9 +740,7 @@ fn load_segments(
             break;
         }
     }
-    let active = segments
-        .pop()
-        .ok_or_else(|| StorageError::Corrupted("no segment survived loading".into()))?;
+    let active = segments.pop().ok_or_else(|| StorageError::Corrupted("no segment survived loading".into()))?;
     Ok((segments, active))
 }
 
@@ -832,10 +760,7 @@ fn delete_segment_files(dir: &Path, bases: &[i64]) -> Result<()> {
 fn load_producer_state(dir: &Path, inner: &LogInner) -> Result<ProducerStateManager> {
     let (start, end) = (inner.log_start_offset, inner.log_end_offset);
     let mut loaded = None;
-    for offset in checkpoint::list_offsets(dir, SNAPSHOT_SUFFIX)?
-        .into_iter()
-        .rev()
-    {
+    for offset in checkpoint::list_offsets(dir, SNAPSHOT_SUFFIX)?.into_iter().rev() {
         let path = offset_file(dir, offset, SNAPSHOT_SUFFIX);
         if offset > end || offset < start {
             remove_if_exists(&path)?;
@@ -892,9 +817,7 @@ impl ReadPlan {
         }
         self.total += size;
         match self.ranges.last_mut() {
-            Some((f, start, len)) if Arc::ptr_eq(f, file) && *start + *len as u64 == pos => {
-                *len += size
-            }
+            Some((f, start, len)) if Arc::ptr_eq(f, file) && *start + *len as u64 == pos => *len += size,
             _ => self.ranges.push((Arc::clone(file), pos, size)),
         }
         ControlFlow::Continue(())
@@ -920,11 +843,7 @@ fn find_timestamp(view: &SegmentView, target: i64, log_start: i64) -> Result<Opt
             return Ok(ControlFlow::Continue(()));
         }
         found = first_record_at_or_after(&view.file, pos, h, target, log_start)?;
-        Ok(if found.is_some() {
-            ControlFlow::Break(())
-        } else {
-            ControlFlow::Continue(())
-        })
+        Ok(if found.is_some() { ControlFlow::Break(()) } else { ControlFlow::Continue(()) })
     })?;
     Ok(found)
 }
@@ -937,11 +856,8 @@ fn first_record_at_or_after(
     min_offset: i64,
 ) -> Result<Option<(i64, i64)>> {
     if h.is_log_append_time() || h.compression() != 0 {
-        let timestamp = if !h.is_log_append_time() && h.base_timestamp >= target {
-            h.base_timestamp
-        } else {
-            h.max_timestamp
-        };
+        let timestamp =
+            if !h.is_log_append_time() && h.base_timestamp >= target { h.base_timestamp } else { h.max_timestamp };
         return Ok(Some((h.base_offset.max(min_offset), timestamp)));
     }
     let bytes = read_batch(file, pos, h.size())?;

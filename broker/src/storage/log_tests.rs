@@ -13,11 +13,7 @@ use super::*;
 const NOW: i64 = 1_700_000_000_000;
 
 fn small_config() -> LogConfig {
-    LogConfig {
-        segment_bytes: 1_000,
-        index_interval_bytes: 150,
-        ..LogConfig::default()
-    }
+    LogConfig { segment_bytes: 1_000, index_interval_bytes: 150, ..LogConfig::default() }
 }
 
 fn open(dir: &Path, config: LogConfig) -> Log {
@@ -36,11 +32,7 @@ fn append_n(log: &Log, batches: usize, records: usize) {
 
 /// Headers of the batches in a read result, which must be whole, valid batches.
 fn headers(bytes: &[u8]) -> Vec<BatchHeader> {
-    batch::validate_record_set(bytes, i32::MAX)
-        .unwrap()
-        .into_iter()
-        .map(|b| b.header)
-        .collect()
+    batch::validate_record_set(bytes, i32::MAX).unwrap().into_iter().map(|b| b.header).collect()
 }
 
 fn bases(bytes: &[u8]) -> Vec<i64> {
@@ -60,10 +52,7 @@ fn segment_count(dir: &Path) -> usize {
 }
 
 fn active_log_file(dir: &Path) -> PathBuf {
-    let last = *checkpoint::list_offsets(dir, LOG_SUFFIX)
-        .unwrap()
-        .last()
-        .unwrap();
+    let last = *checkpoint::list_offsets(dir, LOG_SUFFIX).unwrap().last().unwrap();
     offset_file(dir, last, LOG_SUFFIX)
 }
 
@@ -84,11 +73,7 @@ fn round_trip_across_segment_rolls() {
         assert_eq!(info.log_append_time_ms, -1);
     }
     assert_eq!(log.log_end_offset(), 120);
-    assert!(
-        segment_count(dir.path()) > 4,
-        "segments: {}",
-        segment_count(dir.path())
-    );
+    assert!(segment_count(dir.path()) > 4, "segments: {}", segment_count(dir.path()));
     let all = read_all(&log);
     assert_eq!(bases(&all), (0..40).map(|i| i * 3).collect::<Vec<_>>());
     for offset in 0..120 {
@@ -113,25 +98,13 @@ fn max_bytes_and_min_one_batch() {
     let log = open(dir.path(), small_config());
     append_n(&log, 10, 2);
     let size = TestBatch::new(2).encode().len();
-    assert_eq!(
-        bases(&log.read(0, size - 1, i64::MAX, true).unwrap()),
-        vec![0]
-    );
+    assert_eq!(bases(&log.read(0, size - 1, i64::MAX, true).unwrap()), vec![0]);
     assert!(log.read(0, size - 1, i64::MAX, false).unwrap().is_empty());
-    assert_eq!(
-        bases(&log.read(0, 2 * size + 1, i64::MAX, false).unwrap()),
-        vec![0, 2]
-    );
+    assert_eq!(bases(&log.read(0, 2 * size + 1, i64::MAX, false).unwrap()), vec![0, 2]);
     // Spans segments (segment_bytes 1000 holds fewer than 10 of these batches).
-    assert_eq!(
-        bases(&log.read(0, 10 * size, i64::MAX, false).unwrap()).len(),
-        10
-    );
+    assert_eq!(bases(&log.read(0, 10 * size, i64::MAX, false).unwrap()).len(), 10);
     // Never at or past max_offset.
-    assert_eq!(
-        bases(&log.read(0, usize::MAX, 5, true).unwrap()),
-        vec![0, 2, 4]
-    );
+    assert_eq!(bases(&log.read(0, usize::MAX, 5, true).unwrap()), vec![0, 2, 4]);
     assert!(log.read(6, usize::MAX, 6, true).unwrap().is_empty());
 }
 
@@ -142,44 +115,19 @@ fn offset_out_of_range() {
     append_n(&log, 2, 2);
     assert!(log.read(4, 100, i64::MAX, true).unwrap().is_empty());
     let err = log.read(5, 100, i64::MAX, true).unwrap_err();
-    assert!(
-        matches!(
-            err,
-            StorageError::OffsetOutOfRange {
-                offset: 5,
-                log_start: 0,
-                log_end: 4
-            }
-        ),
-        "{err}"
-    );
-    assert!(matches!(
-        log.read(-1, 100, i64::MAX, true),
-        Err(StorageError::OffsetOutOfRange { .. })
-    ));
+    assert!(matches!(err, StorageError::OffsetOutOfRange { offset: 5, log_start: 0, log_end: 4 }), "{err}");
+    assert!(matches!(log.read(-1, 100, i64::MAX, true), Err(StorageError::OffsetOutOfRange { .. })));
 }
 
 #[test]
 fn invalid_sets_are_refused_and_consume_no_offsets() {
     let dir = tempfile::tempdir().unwrap();
-    let log = open(
-        dir.path(),
-        LogConfig {
-            max_message_bytes: 200,
-            ..LogConfig::default()
-        },
-    );
+    let log = open(dir.path(), LogConfig { max_message_bytes: 200, ..LogConfig::default() });
     let mut big = TestBatch::new(20).encode();
-    assert!(matches!(
-        log.append(&mut big, 0, NOW),
-        Err(StorageError::MessageTooLarge { .. })
-    ));
+    assert!(matches!(log.append(&mut big, 0, NOW), Err(StorageError::MessageTooLarge { .. })));
     let mut bad = TestBatch::new(2).encode();
     bad[70] ^= 1;
-    assert!(matches!(
-        log.append(&mut bad, 0, NOW),
-        Err(StorageError::CorruptMessage)
-    ));
+    assert!(matches!(log.append(&mut bad, 0, NOW), Err(StorageError::CorruptMessage)));
     assert_eq!(append(&log, &TestBatch::new(1)).base_offset, 0);
 }
 
@@ -190,17 +138,11 @@ fn reopen_after_close_trusts_the_marker() {
     append_n(&log, 30, 2);
     let before = read_all(&log);
     log.close().unwrap();
-    assert!(
-        log.append(&mut TestBatch::new(1).encode(), 0, NOW).is_err(),
-        "closed log takes no appends"
-    );
+    assert!(log.append(&mut TestBatch::new(1).encode(), 0, NOW).is_err(), "closed log takes no appends");
     drop(log);
     assert!(dir.path().join(CLEAN_SHUTDOWN_FILE).exists());
     let log = open(dir.path(), small_config());
-    assert!(
-        !dir.path().join(CLEAN_SHUTDOWN_FILE).exists(),
-        "marker is consumed on open"
-    );
+    assert!(!dir.path().join(CLEAN_SHUTDOWN_FILE).exists(), "marker is consumed on open");
     assert_eq!(log.log_end_offset(), 60);
     assert_eq!(read_all(&log), before);
     assert_eq!(bases(&log.read(33, 1, i64::MAX, true).unwrap()), vec![32]);
@@ -216,10 +158,7 @@ fn crash_with_garbage_tail_recovers_everything_written() {
     append_n(&log, 5, 2); // not flushed: still in the page cache, survives a process crash
     let before = read_all(&log);
     drop(log); // no close: a crash
-    let mut f = OpenOptions::new()
-        .append(true)
-        .open(active_log_file(dir.path()))
-        .unwrap();
+    let mut f = OpenOptions::new().append(true).open(active_log_file(dir.path())).unwrap();
     f.write_all(&[0xde, 0xad, 0xbe, 0xef, 0, 0, 0, 9]).unwrap();
     drop(f);
     let log = open(dir.path(), small_config());
@@ -238,21 +177,13 @@ fn crash_with_torn_batch_truncates_it() {
     drop(log);
     let path = active_log_file(dir.path());
     let len = std::fs::metadata(&path).unwrap().len();
-    OpenOptions::new()
-        .write(true)
-        .open(&path)
-        .unwrap()
-        .set_len(len - 10)
-        .unwrap();
+    OpenOptions::new().write(true).open(&path).unwrap().set_len(len - 10).unwrap();
     let log = open(dir.path(), small_config());
     assert_eq!(log.log_end_offset(), 40);
     assert_eq!(read_all(&log), before);
     let info = append(&log, &TestBatch::new(3));
     assert_eq!((info.base_offset, info.last_offset), (40, 42));
-    assert_eq!(
-        bases(&log.read(39, usize::MAX, i64::MAX, true).unwrap()),
-        vec![38, 40]
-    );
+    assert_eq!(bases(&log.read(39, usize::MAX, i64::MAX, true).unwrap()), vec![38, 40]);
 }
 
 #[test]
@@ -265,11 +196,7 @@ fn crash_with_corrupt_middle_segment_drops_everything_after_it() {
     assert!(logs.len() >= 3);
     // Flip a byte in the second segment's first batch (covered by its CRC).
     let second = offset_file(dir.path(), logs[1], LOG_SUFFIX);
-    let f = OpenOptions::new()
-        .read(true)
-        .write(true)
-        .open(&second)
-        .unwrap();
+    let f = OpenOptions::new().read(true).write(true).open(&second).unwrap();
     f.write_all_at(&[0xff], 70).unwrap();
     let log = open(dir.path(), small_config());
     assert_eq!(log.log_end_offset(), logs[1]);
@@ -307,14 +234,9 @@ fn offsets_by_timestamp() {
 #[test]
 fn log_append_time() {
     let dir = tempfile::tempdir().unwrap();
-    let config = LogConfig {
-        message_timestamp_type_log_append: true,
-        ..LogConfig::default()
-    };
+    let config = LogConfig { message_timestamp_type_log_append: true, ..LogConfig::default() };
     let log = open(dir.path(), config);
-    let info = log
-        .append(&mut TestBatch::new(3).encode(), 0, 77_000)
-        .unwrap();
+    let info = log.append(&mut TestBatch::new(3).encode(), 0, 77_000).unwrap();
     assert_eq!(info.log_append_time_ms, 77_000);
     let h = headers(&read_all(&log))[0];
     assert!(h.is_log_append_time());
@@ -340,10 +262,7 @@ fn batch_at(timestamp: i64) -> TestBatch {
 #[test]
 fn retention_by_time_moves_log_start() {
     let dir = tempfile::tempdir().unwrap();
-    let config = LogConfig {
-        retention_ms: 1_000,
-        ..small_config()
-    };
+    let config = LogConfig { retention_ms: 1_000, ..small_config() };
     let log = open(dir.path(), config);
     for _ in 0..20 {
         append(&log, &batch_at(NOW - 10_000));
@@ -357,18 +276,10 @@ fn retention_by_time_moves_log_start() {
     assert_eq!(segment_count(dir.path()), segments - deleted);
     let start = log.log_start_offset();
     assert!(start > 0 && start <= 40, "log start {start}");
-    assert!(matches!(
-        log.read(0, 100, i64::MAX, true),
-        Err(StorageError::OffsetOutOfRange { .. })
-    ));
-    assert_eq!(
-        bases(&log.read(start, 1, i64::MAX, true).unwrap()),
-        vec![start]
-    );
+    assert!(matches!(log.read(0, 100, i64::MAX, true), Err(StorageError::OffsetOutOfRange { .. })));
+    assert_eq!(bases(&log.read(start, 1, i64::MAX, true).unwrap()), vec![start]);
     // Every segment left holds something recent, or is after one that does.
-    assert!(headers(&read_all(&log))
-        .iter()
-        .all(|h| h.max_timestamp >= NOW - 10_000));
+    assert!(headers(&read_all(&log)).iter().all(|h| h.max_timestamp >= NOW - 10_000));
     drop(log); // crash: the log start survives anyway
     let log = open(dir.path(), config);
     assert_eq!(log.log_start_offset(), start);
@@ -378,11 +289,7 @@ fn retention_by_time_moves_log_start() {
 #[test]
 fn retention_by_bytes_keeps_at_least_the_limit() {
     let dir = tempfile::tempdir().unwrap();
-    let config = LogConfig {
-        retention_bytes: 2_500,
-        retention_ms: -1,
-        ..small_config()
-    };
+    let config = LogConfig { retention_bytes: 2_500, retention_ms: -1, ..small_config() };
     let log = open(dir.path(), config);
     append_n(&log, 60, 2);
     let deleted = log.apply_retention(NOW).unwrap();
@@ -390,11 +297,7 @@ fn retention_by_bytes_keeps_at_least_the_limit() {
     let remaining: u64 = checkpoint::list_offsets(dir.path(), LOG_SUFFIX)
         .unwrap()
         .iter()
-        .map(|&b| {
-            std::fs::metadata(offset_file(dir.path(), b, LOG_SUFFIX))
-                .unwrap()
-                .len()
-        })
+        .map(|&b| std::fs::metadata(offset_file(dir.path(), b, LOG_SUFFIX)).unwrap().len())
         .sum();
     assert!((2_500..3_500).contains(&remaining), "remaining {remaining}");
     let start = log.log_start_offset();
@@ -407,15 +310,9 @@ fn retention_by_bytes_keeps_at_least_the_limit() {
 #[test]
 fn roll_if_due_rolls_an_idle_segment() {
     let dir = tempfile::tempdir().unwrap();
-    let config = LogConfig {
-        segment_ms: 1_000,
-        ..LogConfig::default()
-    };
+    let config = LogConfig { segment_ms: 1_000, ..LogConfig::default() };
     let log = open(dir.path(), config);
-    assert!(
-        !log.roll_if_due(NOW + 5_000).unwrap(),
-        "an empty segment never rolls"
-    );
+    assert!(!log.roll_if_due(NOW + 5_000).unwrap(), "an empty segment never rolls");
     append(&log, &batch_at(NOW));
     assert!(!log.roll_if_due(NOW + 500).unwrap());
     assert!(log.roll_if_due(NOW + 5_000).unwrap());
@@ -444,42 +341,17 @@ fn idempotent_duplicate_gap_and_stale_epoch() {
     assert_eq!((dup.base_offset, dup.last_offset), (1, 3));
     assert_eq!(log.log_end_offset(), 6);
     assert_eq!(read_all(&log), before, "a duplicate writes nothing");
-    let gap = log
-        .append(&mut idem(7, 0, 9, 1).encode(), 0, NOW)
-        .unwrap_err();
-    assert!(
-        matches!(
-            gap,
-            StorageError::OutOfOrderSequence {
-                last_sequence: 4,
-                ..
-            }
-        ),
-        "{gap}"
-    );
+    let gap = log.append(&mut idem(7, 0, 9, 1).encode(), 0, NOW).unwrap_err();
+    assert!(matches!(gap, StorageError::OutOfOrderSequence { last_sequence: 4, .. }), "{gap}");
     append(&log, &idem(7, 1, 0, 1));
-    let stale = log
-        .append(&mut idem(7, 0, 5, 1).encode(), 0, NOW)
-        .unwrap_err();
-    assert!(
-        matches!(
-            stale,
-            StorageError::InvalidProducerEpoch {
-                current_epoch: 1,
-                ..
-            }
-        ),
-        "{stale}"
-    );
+    let stale = log.append(&mut idem(7, 0, 5, 1).encode(), 0, NOW).unwrap_err();
+    assert!(matches!(stale, StorageError::InvalidProducerEpoch { current_epoch: 1, .. }), "{stale}");
     assert_eq!(log.log_end_offset(), 7);
 }
 
 fn check_producer_survived(log: &Log, next_offset: i64) {
     let dup = append(log, &idem(7, 0, 10, 2));
-    assert!(
-        dup.duplicate,
-        "retry of the last batch is still a duplicate"
-    );
+    assert!(dup.duplicate, "retry of the last batch is still a duplicate");
     assert!(log.append(&mut idem(7, 0, 20, 1).encode(), 0, NOW).is_err());
     let next = append(log, &idem(7, 0, 12, 1));
     assert_eq!(next.base_offset, next_offset);
@@ -524,13 +396,7 @@ fn concurrent_appends_share_fsyncs() {
     const THREADS: usize = 8;
     const PER_THREAD: usize = 50;
     let dir = tempfile::tempdir().unwrap();
-    let log = Arc::new(open(
-        dir.path(),
-        LogConfig {
-            segment_bytes: 20_000,
-            ..LogConfig::default()
-        },
-    ));
+    let log = Arc::new(open(dir.path(), LogConfig { segment_bytes: 20_000, ..LogConfig::default() }));
     let workers: Vec<_> = (0..THREADS)
         .map(|_| {
             let log = Arc::clone(&log);
@@ -546,30 +412,19 @@ fn concurrent_appends_share_fsyncs() {
             })
         })
         .collect();
-    let mut all: Vec<i64> = workers
-        .into_iter()
-        .flat_map(|w| w.join().unwrap())
-        .collect();
+    let mut all: Vec<i64> = workers.into_iter().flat_map(|w| w.join().unwrap()).collect();
     all.sort_unstable();
     let expected: Vec<i64> = (0..(THREADS * PER_THREAD * 2) as i64).collect();
     assert_eq!(all, expected, "offsets unique and contiguous");
     let calls = (THREADS * PER_THREAD) as u64;
-    assert!(
-        log.fsync_count() < calls,
-        "{} fsyncs for {calls} flush_to calls",
-        log.fsync_count()
-    );
+    assert!(log.fsync_count() < calls, "{} fsyncs for {calls} flush_to calls", log.fsync_count());
     assert_eq!(bases(&read_all(&log)).len(), THREADS * PER_THREAD);
 }
 
 #[test]
 fn maybe_flush_follows_flush_messages_and_flush_ms() {
     let dir = tempfile::tempdir().unwrap();
-    let config = LogConfig {
-        flush_messages: 10,
-        flush_ms: 1_000,
-        ..LogConfig::default()
-    };
+    let config = LogConfig { flush_messages: 10, flush_ms: 1_000, ..LogConfig::default() };
     assert!(!config.durable_acks());
     let log = open(dir.path(), config);
     append_n(&log, 4, 2);
@@ -591,10 +446,7 @@ fn high_watermark_bounds() {
     append_n(&log, 3, 2);
     assert_eq!(log.high_watermark(), 6);
     log.set_high_watermark(2);
-    assert_eq!(
-        bases(&log.read(0, usize::MAX, log.high_watermark(), true).unwrap()),
-        vec![0]
-    );
+    assert_eq!(bases(&log.read(0, usize::MAX, log.high_watermark(), true).unwrap()), vec![0]);
 }
 
 #[test]

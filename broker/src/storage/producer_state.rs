@@ -43,10 +43,7 @@ struct ProducerEntry {
 
 impl ProducerEntry {
     fn new(epoch: i16) -> Self {
-        ProducerEntry {
-            epoch,
-            batches: VecDeque::with_capacity(BATCHES_TO_RETAIN),
-        }
+        ProducerEntry { epoch, batches: VecDeque::with_capacity(BATCHES_TO_RETAIN) }
     }
 
     /// Adds a batch; a new epoch forgets the old epoch's batches.
@@ -66,10 +63,7 @@ impl ProducerEntry {
             return None;
         }
         let (first, last) = (header.base_sequence, header.last_sequence());
-        self.batches
-            .iter()
-            .find(|b| b.first_seq == first && b.last_seq == last)
-            .copied()
+        self.batches.iter().find(|b| b.first_seq == first && b.last_seq == last).copied()
     }
 
     fn last_offset(&self) -> Option<i64> {
@@ -123,11 +117,7 @@ fn check_sequence(entry: Option<&ProducerEntry>, h: &BatchHeader) -> Result<()> 
     let last = entry.batches.back().map_or(-1, |b| b.last_seq);
     if h.producer_epoch > entry.epoch {
         // A bumped epoch starts its sequences again at 0.
-        return if h.base_sequence == 0 {
-            Ok(())
-        } else {
-            Err(out_of_order(-1))
-        };
+        return if h.base_sequence == 0 { Ok(()) } else { Err(out_of_order(-1)) };
     }
     if entry.batches.is_empty() || in_sequence(last, h.base_sequence) {
         Ok(())
@@ -144,12 +134,7 @@ impl ProducerStateManager {
     ///
     /// `InvalidProducerEpoch` for an epoch older than the producer's current one;
     /// `OutOfOrderSequence` for a sequence that does not follow the last one.
-    pub fn prepare(
-        &self,
-        batches: &[BatchInfo],
-        base_offset: i64,
-        now_ms: i64,
-    ) -> Result<Prepared> {
+    pub fn prepare(&self, batches: &[BatchInfo], base_offset: i64, now_ms: i64) -> Result<Prepared> {
         let mut staged: Vec<(i64, ProducerEntry)> = Vec::new();
         let mut offset = base_offset;
         for info in batches {
@@ -168,18 +153,9 @@ impl ProducerStateManager {
                 return Ok(Prepared::Duplicate(duplicate));
             }
             check_sequence(current, h)?;
-            let mut entry = current
-                .cloned()
-                .unwrap_or_else(|| ProducerEntry::new(h.producer_epoch));
-            let timestamp = if h.max_timestamp >= 0 {
-                h.max_timestamp
-            } else {
-                now_ms
-            };
-            entry.record(
-                h.producer_epoch,
-                metadata(h, first_offset, offset - 1, timestamp),
-            );
+            let mut entry = current.cloned().unwrap_or_else(|| ProducerEntry::new(h.producer_epoch));
+            let timestamp = if h.max_timestamp >= 0 { h.max_timestamp } else { now_ms };
+            entry.record(h.producer_epoch, metadata(h, first_offset, offset - 1, timestamp));
             match slot {
                 Some(i) => staged[i].1 = entry,
                 None => staged.push((h.producer_id, entry)),
@@ -199,10 +175,7 @@ impl ProducerStateManager {
         if !h.has_producer_id() || h.is_control() {
             return;
         }
-        let entry = self
-            .producers
-            .entry(h.producer_id)
-            .or_insert_with(|| ProducerEntry::new(h.producer_epoch));
+        let entry = self.producers.entry(h.producer_id).or_insert_with(|| ProducerEntry::new(h.producer_epoch));
         if h.producer_epoch < entry.epoch {
             return;
         }
@@ -213,8 +186,7 @@ impl ProducerStateManager {
     /// Forgets producers whose every batch lies below `log_start_offset` (deleted by retention),
     /// as Kafka does when the log start moves.
     pub fn remove_before(&mut self, log_start_offset: i64) {
-        self.producers
-            .retain(|_, e| e.last_offset().is_some_and(|o| o >= log_start_offset));
+        self.producers.retain(|_, e| e.last_offset().is_some_and(|o| o >= log_start_offset));
     }
 
     /// `(epoch, last sequence)` of a producer, when known.
@@ -239,8 +211,7 @@ impl ProducerStateManager {
     ///
     /// `Io` when the file cannot be written.
     pub fn write_snapshot(&self, path: &Path) -> Result<()> {
-        let mut body =
-            Vec::with_capacity(4 + self.producers.len() * (ENTRY_HEADER_LEN + BATCH_LEN));
+        let mut body = Vec::with_capacity(4 + self.producers.len() * (ENTRY_HEADER_LEN + BATCH_LEN));
         body.extend_from_slice(&(self.producers.len() as u32).to_be_bytes());
         for (id, entry) in &self.producers {
             body.extend_from_slice(&id.to_be_bytes());
@@ -361,11 +332,7 @@ mod tests {
     }
 
     /// Prepares and commits; returns the duplicate's first offset if it was one.
-    fn append(
-        state: &mut ProducerStateManager,
-        batches: &[TestBatch],
-        at: i64,
-    ) -> Result<Option<i64>> {
+    fn append(state: &mut ProducerStateManager, batches: &[TestBatch], at: i64) -> Result<Option<i64>> {
         match state.prepare(&infos(batches), at, 0)? {
             Prepared::Duplicate(m) => Ok(Some(m.first_offset)),
             Prepared::Append(u) => {
@@ -378,55 +345,22 @@ mod tests {
     #[test]
     fn sequence_rules() {
         let mut s = ProducerStateManager::default();
-        assert_eq!(
-            append(&mut s, &[TestBatch::new(2).idempotent(1, 0, 0)], 0).unwrap(),
-            None
-        );
-        assert_eq!(
-            append(&mut s, &[TestBatch::new(2).idempotent(1, 0, 2)], 2).unwrap(),
-            None
-        );
+        assert_eq!(append(&mut s, &[TestBatch::new(2).idempotent(1, 0, 0)], 0).unwrap(), None);
+        assert_eq!(append(&mut s, &[TestBatch::new(2).idempotent(1, 0, 2)], 2).unwrap(), None);
         // Retry of the first batch: duplicate with its original offset.
-        assert_eq!(
-            append(&mut s, &[TestBatch::new(2).idempotent(1, 0, 0)], 4).unwrap(),
-            Some(0)
-        );
+        assert_eq!(append(&mut s, &[TestBatch::new(2).idempotent(1, 0, 0)], 4).unwrap(), Some(0));
         // Gap.
         let e = append(&mut s, &[TestBatch::new(1).idempotent(1, 0, 9)], 4).unwrap_err();
-        assert!(
-            matches!(
-                e,
-                StorageError::OutOfOrderSequence {
-                    last_sequence: 3,
-                    ..
-                }
-            ),
-            "{e}"
-        );
+        assert!(matches!(e, StorageError::OutOfOrderSequence { last_sequence: 3, .. }), "{e}");
         // New epoch must restart at 0.
         let e = append(&mut s, &[TestBatch::new(1).idempotent(1, 1, 4)], 4).unwrap_err();
         assert!(matches!(e, StorageError::OutOfOrderSequence { .. }), "{e}");
-        assert_eq!(
-            append(&mut s, &[TestBatch::new(1).idempotent(1, 1, 0)], 4).unwrap(),
-            None
-        );
+        assert_eq!(append(&mut s, &[TestBatch::new(1).idempotent(1, 1, 0)], 4).unwrap(), None);
         // Old epoch is fenced.
         let e = append(&mut s, &[TestBatch::new(1).idempotent(1, 0, 4)], 5).unwrap_err();
-        assert!(
-            matches!(
-                e,
-                StorageError::InvalidProducerEpoch {
-                    current_epoch: 1,
-                    ..
-                }
-            ),
-            "{e}"
-        );
+        assert!(matches!(e, StorageError::InvalidProducerEpoch { current_epoch: 1, .. }), "{e}");
         // Unknown producer may start anywhere.
-        assert_eq!(
-            append(&mut s, &[TestBatch::new(1).idempotent(2, 0, 77)], 5).unwrap(),
-            None
-        );
+        assert_eq!(append(&mut s, &[TestBatch::new(1).idempotent(2, 0, 77)], 5).unwrap(), None);
         assert_eq!(s.last_sequence(2), Some((0, 77)));
     }
 
@@ -434,17 +368,9 @@ mod tests {
     fn only_five_batches_are_remembered() {
         let mut s = ProducerStateManager::default();
         for i in 0..6 {
-            append(
-                &mut s,
-                &[TestBatch::new(1).idempotent(1, 0, i)],
-                i64::from(i),
-            )
-            .unwrap();
+            append(&mut s, &[TestBatch::new(1).idempotent(1, 0, i)], i64::from(i)).unwrap();
         }
-        assert_eq!(
-            append(&mut s, &[TestBatch::new(1).idempotent(1, 0, 1)], 6).unwrap(),
-            Some(1)
-        );
+        assert_eq!(append(&mut s, &[TestBatch::new(1).idempotent(1, 0, 1)], 6).unwrap(), Some(1));
         assert!(append(&mut s, &[TestBatch::new(1).idempotent(1, 0, 0)], 6).is_err());
     }
 
@@ -452,31 +378,18 @@ mod tests {
     fn sequence_wraps_at_i32_max() {
         let mut s = ProducerStateManager::default();
         append(&mut s, &[TestBatch::new(1).idempotent(1, 0, i32::MAX)], 0).unwrap();
-        assert_eq!(
-            append(&mut s, &[TestBatch::new(2).idempotent(1, 0, 0)], 1).unwrap(),
-            None
-        );
+        assert_eq!(append(&mut s, &[TestBatch::new(2).idempotent(1, 0, 0)], 1).unwrap(), None);
     }
 
     #[test]
     fn batches_in_one_set_are_checked_in_order() {
         let mut s = ProducerStateManager::default();
-        let set = [
-            TestBatch::new(2).idempotent(1, 0, 0),
-            TestBatch::new(2).idempotent(1, 0, 2),
-        ];
+        let set = [TestBatch::new(2).idempotent(1, 0, 0), TestBatch::new(2).idempotent(1, 0, 2)];
         assert_eq!(append(&mut s, &set, 10).unwrap(), None);
         assert_eq!(s.last_sequence(1), Some((0, 3)));
-        let bad = [
-            TestBatch::new(1).idempotent(1, 0, 4),
-            TestBatch::new(1).idempotent(1, 0, 9),
-        ];
+        let bad = [TestBatch::new(1).idempotent(1, 0, 4), TestBatch::new(1).idempotent(1, 0, 9)];
         assert!(append(&mut s, &bad, 14).is_err());
-        assert_eq!(
-            s.last_sequence(1),
-            Some((0, 3)),
-            "a refused set changes nothing"
-        );
+        assert_eq!(s.last_sequence(1), Some((0, 3)), "a refused set changes nothing");
     }
 
     #[test]
@@ -484,12 +397,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let mut s = ProducerStateManager::default();
         for i in 0..7 {
-            append(
-                &mut s,
-                &[TestBatch::new(1).idempotent(i64::from(i % 3), 2, i / 3)],
-                0,
-            )
-            .unwrap();
+            append(&mut s, &[TestBatch::new(1).idempotent(i64::from(i % 3), 2, i / 3)], 0).unwrap();
         }
         let p = dir.path().join("00000000000000000007.snapshot");
         s.write_snapshot(&p).unwrap();
@@ -499,10 +407,7 @@ mod tests {
         let last = bytes.len() - 1;
         bytes[last] ^= 1;
         fs::write(&p, &bytes).unwrap();
-        assert!(matches!(
-            ProducerStateManager::read_snapshot(&p),
-            Err(StorageError::Corrupted(_))
-        ));
+        assert!(matches!(ProducerStateManager::read_snapshot(&p), Err(StorageError::Corrupted(_))));
     }
 
     #[test]

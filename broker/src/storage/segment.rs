@@ -75,38 +75,16 @@ impl Segment {
     /// # Errors
     ///
     /// `Io` when the files cannot be created.
-    pub fn create(
-        dir: &Path,
-        base_offset: i64,
-        settings: IndexSettings,
-        now_ms: i64,
-    ) -> Result<Self> {
+    pub fn create(dir: &Path, base_offset: i64, settings: IndexSettings, now_ms: i64) -> Result<Self> {
         for suffix in [INDEX_SUFFIX, TIME_INDEX_SUFFIX] {
             remove_if_exists(&offset_file(dir, base_offset, suffix))?;
         }
         let path = offset_file(dir, base_offset, LOG_SUFFIX);
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .open(path)?;
-        Ok(Self::empty(
-            dir,
-            base_offset,
-            Arc::new(file),
-            settings,
-            now_ms,
-        ))
+        let file = OpenOptions::new().read(true).write(true).create(true).truncate(true).open(path)?;
+        Ok(Self::empty(dir, base_offset, Arc::new(file), settings, now_ms))
     }
 
-    fn empty(
-        dir: &Path,
-        base_offset: i64,
-        log: Arc<File>,
-        settings: IndexSettings,
-        now_ms: i64,
-    ) -> Self {
+    fn empty(dir: &Path, base_offset: i64, log: Arc<File>, settings: IndexSettings, now_ms: i64) -> Self {
         Segment {
             base_offset,
             log,
@@ -165,8 +143,7 @@ impl Segment {
         let max = self.settings.max_index_bytes;
         let index_path = offset_file(&self.dir, self.base_offset, INDEX_SUFFIX);
         let time_path = offset_file(&self.dir, self.base_offset, TIME_INDEX_SUFFIX);
-        self.offset_index =
-            OffsetIndex::load(&index_path, max, file_len, limit).map_err(missing)?;
+        self.offset_index = OffsetIndex::load(&index_path, max, file_len, limit).map_err(missing)?;
         self.time_index = TimeIndex::load(&time_path, max, limit).map_err(missing)?;
         let (rel, position) = self.offset_index.last().unwrap_or((0, 0));
         let start = self.base_offset + i64::from(rel);
@@ -179,9 +156,7 @@ impl Segment {
             self.max_timestamp = ts;
             self.max_timestamp_offset = self.base_offset + i64::from(rel_ts);
         } else if file_len > 0 {
-            return Err(StorageError::Corrupted(
-                "non-empty segment with empty time index".into(),
-            ));
+            return Err(StorageError::Corrupted("non-empty segment with empty time index".into()));
         }
         match next_base {
             Some(next) => {
@@ -201,9 +176,7 @@ impl Segment {
         let file_len = self.log.metadata()?.len();
         match read_header(&self.log, position, file_len)? {
             Some(h) if h.base_offset == offset => Ok(()),
-            _ => Err(StorageError::Corrupted(
-                "last index entry does not point at its batch".into(),
-            )),
+            _ => Err(StorageError::Corrupted("last index entry does not point at its batch".into())),
         }
     }
 
@@ -222,12 +195,7 @@ impl Segment {
             pos += size;
         }
         if pos < file_len {
-            tracing::warn!(
-                segment = self.base_offset,
-                position = pos,
-                file_len,
-                "truncating torn tail"
-            );
+            tracing::warn!(segment = self.base_offset, position = pos, file_len, "truncating torn tail");
             self.log.set_len(pos)?;
             return Ok(Recovered::Truncated);
         }
@@ -256,10 +224,7 @@ impl Segment {
 
     /// Records a batch just written (or found) at `position`: indexes, timestamps, end offset.
     fn track_batch(&mut self, position: u64, header: &BatchHeader, size: u64) {
-        assert!(
-            header.base_offset >= self.next_offset,
-            "segment offsets must grow"
-        );
+        assert!(header.base_offset >= self.next_offset, "segment offsets must grow");
         let relative = relative(self.base_offset, header.base_offset);
         if header.max_timestamp > self.max_timestamp {
             self.max_timestamp = header.max_timestamp;
@@ -267,16 +232,13 @@ impl Segment {
         }
         if self.bytes_since_index >= u64::from(self.settings.interval_bytes) {
             // Positions stay below MAX_SEGMENT_POSITION: the log rolls before they would not.
-            self.offset_index
-                .append(relative, u32::try_from(position).unwrap_or(u32::MAX));
+            self.offset_index.append(relative, u32::try_from(position).unwrap_or(u32::MAX));
             let ts_relative = relative_or_zero(self.base_offset, self.max_timestamp_offset);
-            self.time_index
-                .maybe_append(self.max_timestamp, ts_relative);
+            self.time_index.maybe_append(self.max_timestamp, ts_relative);
             self.bytes_since_index = 0;
         }
         self.bytes_since_index += size;
-        self.first_batch_timestamp
-            .get_or_insert(header.max_timestamp);
+        self.first_batch_timestamp.get_or_insert(header.max_timestamp);
         self.next_offset = header.last_offset() + 1;
         self.size = position + size;
     }
@@ -296,11 +258,7 @@ impl Segment {
         for info in batches {
             self.track_batch(start + info.position as u64, &info.header, info.size as u64);
         }
-        assert_eq!(
-            self.size,
-            start + bytes.len() as u64,
-            "record set size mismatch"
-        );
+        assert_eq!(self.size, start + bytes.len() as u64, "record set size mismatch");
         Ok(())
     }
 
@@ -325,9 +283,7 @@ impl Segment {
     /// File position from which a scan finds the batch containing `offset`.
     pub fn position_for_offset(&self, offset: i64) -> u64 {
         let rel = relative_or_zero(self.base_offset, offset);
-        self.offset_index
-            .lookup(rel)
-            .map_or(0, |(_, p)| u64::from(p))
+        self.offset_index.lookup(rel).map_or(0, |(_, p)| u64::from(p))
     }
 
     /// File position from which a scan finds the first batch with max timestamp `>= timestamp`.
@@ -349,10 +305,8 @@ impl Segment {
             let rel = relative_or_zero(self.base_offset, self.max_timestamp_offset);
             self.time_index.maybe_append(self.max_timestamp, rel);
         }
-        self.offset_index
-            .save(&offset_file(&self.dir, self.base_offset, INDEX_SUFFIX))?;
-        self.time_index
-            .save(&offset_file(&self.dir, self.base_offset, TIME_INDEX_SUFFIX))
+        self.offset_index.save(&offset_file(&self.dir, self.base_offset, INDEX_SUFFIX))?;
+        self.time_index.save(&offset_file(&self.dir, self.base_offset, TIME_INDEX_SUFFIX))
     }
 
     /// Removes the segment's files. Readers holding `log` keep reading the unlinked file.
@@ -371,10 +325,7 @@ impl Segment {
 /// `offset - base` as a `u32`. The log rolls before a relative offset could overflow.
 fn relative(base: i64, offset: i64) -> u32 {
     let rel = offset - base;
-    assert!(
-        (0..=i64::from(u32::MAX)).contains(&rel),
-        "relative offset out of range"
-    );
+    assert!((0..=i64::from(u32::MAX)).contains(&rel), "relative offset out of range");
     rel as u32
 }
 
@@ -437,13 +388,10 @@ where
             StorageError::Io(io) => StorageError::Io(io),
             other => StorageError::Corrupted(format!("bad batch header at {pos}: {other}")),
         })?;
-        let header =
-            header.ok_or_else(|| StorageError::Corrupted(format!("short batch at {pos}")))?;
+        let header = header.ok_or_else(|| StorageError::Corrupted(format!("short batch at {pos}")))?;
         let size = header.size() as u64;
         if size > end - pos {
-            return Err(StorageError::Corrupted(format!(
-                "batch at {pos} overruns the segment"
-            )));
+            return Err(StorageError::Corrupted(format!("batch at {pos} overruns the segment")));
         }
         if visit(pos, &header)?.is_break() {
             break;
@@ -488,10 +436,7 @@ mod tests {
     use super::super::batch::{set_base_offset_and_epoch, validate_record_set};
     use super::*;
 
-    const SETTINGS: IndexSettings = IndexSettings {
-        interval_bytes: 200,
-        max_index_bytes: 4096,
-    };
+    const SETTINGS: IndexSettings = IndexSettings { interval_bytes: 200, max_index_bytes: 4096 };
 
     fn append_n(seg: &mut Segment, n: usize) {
         for _ in 0..n {
@@ -530,10 +475,7 @@ mod tests {
         drop(seg);
         let (seg, rec) = Segment::open(dir.path(), 0, None, true, SETTINGS, 0).unwrap();
         assert_eq!(rec, Recovered::Intact);
-        assert_eq!(
-            (seg.size, seg.next_offset, seg.max_timestamp),
-            (size, next, max_ts)
-        );
+        assert_eq!((seg.size, seg.next_offset, seg.max_timestamp), (size, next, max_ts));
         // A damaged index falls back to a full scan with the same result.
         fs::write(offset_file(dir.path(), 0, INDEX_SUFFIX), [9u8; 8]).unwrap();
         let (seg, _) = Segment::open(dir.path(), 0, None, true, SETTINGS, 0).unwrap();

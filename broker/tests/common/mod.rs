@@ -387,7 +387,8 @@ impl RawClient {
         let body = raw_roundtrip(&mut self.stream, &buf).expect("broker answered");
         let mut body = bytes::Bytes::from(body);
         let header_version = <R::Response as kafka_protocol::protocol::HeaderVersion>::header_version(version);
-        let response_header = kafka_protocol::messages::ResponseHeader::decode(&mut body, header_version).expect("response header");
+        let response_header =
+            kafka_protocol::messages::ResponseHeader::decode(&mut body, header_version).expect("response header");
         assert_eq!(response_header.correlation_id, self.correlation_id, "responses come back in order");
         R::Response::decode(&mut body, version).expect("decode response")
     }
@@ -437,6 +438,9 @@ impl Broker {
     pub fn rss_kib(&self) -> Option<u64> {
         let pid = self.child.as_ref()?.id();
         let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-        status.lines().find_map(|l| l.strip_prefix("VmRSS:")).and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
     }
 }

@@ -36,15 +36,13 @@ pub fn client_config(bootstrap: &str, extra: &[(&str, &str)]) -> ClientConfig {
 /// Creates `name` with `partitions` partitions and topic configs `configs`; panics with the
 /// broker's error if it refuses.
 pub fn create_topic(bootstrap: &str, name: &str, partitions: i32, configs: &[(&str, &str)]) {
-    let admin: AdminClient<DefaultClientContext> =
-        client_config(bootstrap, &[]).create().expect("admin client");
+    let admin: AdminClient<DefaultClientContext> = client_config(bootstrap, &[]).create().expect("admin client");
     let mut topic = NewTopic::new(name, partitions, TopicReplication::Fixed(1));
     for (k, v) in configs {
         topic = topic.set(k, v);
     }
     let options = AdminOptions::new().operation_timeout(Some(REQUEST_TIMEOUT));
-    let results = futures::executor::block_on(admin.create_topics([&topic], &options))
-        .expect("CreateTopics request");
+    let results = futures::executor::block_on(admin.create_topics([&topic], &options)).expect("CreateTopics request");
     for result in results {
         if let Err((topic, code)) = result {
             panic!("CreateTopics {topic} failed: {code:?}");
@@ -89,10 +87,7 @@ pub fn consumer(bootstrap: &str) -> BaseConsumer {
 
 /// Waits for every delivery report, giving up at `timeout`. A report that never arrives is a
 /// failed test, not a hang.
-pub fn await_deliveries(
-    futures: Vec<DeliveryFuture>,
-    timeout: Duration,
-) -> Vec<Result<Delivery, KafkaError>> {
+pub fn await_deliveries(futures: Vec<DeliveryFuture>, timeout: Duration) -> Vec<Result<Delivery, KafkaError>> {
     let runtime = tokio::runtime::Builder::new_current_thread().enable_time().build().expect("runtime");
     let all = futures::future::join_all(futures);
     let results = runtime

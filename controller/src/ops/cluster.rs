@@ -19,9 +19,8 @@ pub struct BrokerRegistration {
 /// Registers (or re-registers with new endpoints) a broker. Writes nothing when the image already
 /// says exactly this.
 pub fn register_broker(image: &MetadataImage, reg: &BrokerRegistration) -> OpResult<()> {
-    let same = image.brokers.get(&reg.node_id).is_some_and(|b| {
-        b.host == reg.host && b.port == reg.port && b.rack == reg.rack
-    });
+    let same =
+        image.brokers.get(&reg.node_id).is_some_and(|b| b.host == reg.host && b.port == reg.port && b.rack == reg.rack);
     let records = if same {
         Vec::new()
     } else {

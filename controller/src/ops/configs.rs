@@ -18,10 +18,7 @@ pub enum AlterOp {
 }
 
 fn topic_exists(image: &MetadataImage, name: &str) -> Result<(), ControllerError> {
-    image
-        .topic_by_name(name)
-        .map(|_| ())
-        .ok_or_else(|| ControllerError::UnknownTopicOrPartition(name.to_string()))
+    image.topic_by_name(name).map(|_| ()).ok_or_else(|| ControllerError::UnknownTopicOrPartition(name.to_string()))
 }
 
 fn config_record(topic: &str, name: &str, value: Option<String>) -> MetadataRecord {
@@ -74,13 +71,16 @@ pub fn incremental_alter_topic_configs(
         if !seen.insert(name.clone()) {
             return Err(ControllerError::InvalidRequest(format!("Duplicate config {name} in request")));
         }
-        let def = topic_config(name).ok_or_else(|| ControllerError::InvalidConfig(format!("Unknown topic config name: {name}")))?;
+        let def = topic_config(name)
+            .ok_or_else(|| ControllerError::InvalidConfig(format!("Unknown topic config name: {name}")))?;
         let existing = current.get(name).map_or(def.default, String::as_str);
         let value = match op {
             AlterOp::Set(v) => Some(v.clone()),
             AlterOp::Delete => None,
             AlterOp::Append(_) | AlterOp::Subtract(_) if def.config_type != ConfigType::List => {
-                return Err(ControllerError::InvalidConfig(format!("Config {name} is not a list; APPEND/SUBTRACT need a list config")));
+                return Err(ControllerError::InvalidConfig(format!(
+                    "Config {name} is not a list; APPEND/SUBTRACT need a list config"
+                )));
             }
             AlterOp::Append(v) => Some(list_append(existing, v)),
             AlterOp::Subtract(v) => Some(list_subtract(existing, v)),

@@ -20,7 +20,10 @@ pub struct ProducerIdBlock {
 ///
 /// # Errors
 /// INVALID_REQUEST once the id space is exhausted.
-pub fn allocate_producer_ids(image: &MetadataImage, broker_id: i32) -> Result<OpResult<ProducerIdBlock>, ControllerError> {
+pub fn allocate_producer_ids(
+    image: &MetadataImage,
+    broker_id: i32,
+) -> Result<OpResult<ProducerIdBlock>, ControllerError> {
     let first = image.next_producer_id;
     let next = first
         .checked_add(PRODUCER_ID_BLOCK_SIZE)

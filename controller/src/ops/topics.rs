@@ -118,9 +118,14 @@ fn partition_records(topic_id: Uuid, first: i32, placement: &[Vec<i32>]) -> Vec<
         .collect()
 }
 
-fn place_replicas(image: &MetadataImage, spec: &CreateTopicSpec, defaults: TopicDefaults) -> Result<Vec<Vec<i32>>, ControllerError> {
+fn place_replicas(
+    image: &MetadataImage,
+    spec: &CreateTopicSpec,
+    defaults: TopicDefaults,
+) -> Result<Vec<Vec<i32>>, ControllerError> {
     let num_partitions = if spec.num_partitions == -1 { defaults.num_partitions } else { spec.num_partitions };
-    let replication_factor = if spec.replication_factor == -1 { defaults.replication_factor } else { spec.replication_factor };
+    let replication_factor =
+        if spec.replication_factor == -1 { defaults.replication_factor } else { spec.replication_factor };
     if num_partitions <= 0 || num_partitions > PARTITIONS_MAX {
         return Err(ControllerError::InvalidPartitions(format!(
             "Number of partitions must be between 1 and {PARTITIONS_MAX}, got {num_partitions}."
@@ -130,7 +135,12 @@ fn place_replicas(image: &MetadataImage, spec: &CreateTopicSpec, defaults: Topic
 }
 
 /// Round-robin placement of partitions `first..first+count` over the registered brokers.
-fn place(image: &MetadataImage, first: i32, count: i32, replication_factor: i16) -> Result<Vec<Vec<i32>>, ControllerError> {
+fn place(
+    image: &MetadataImage,
+    first: i32,
+    count: i32,
+    replication_factor: i16,
+) -> Result<Vec<Vec<i32>>, ControllerError> {
     let brokers: Vec<i32> = image.brokers.keys().copied().collect();
     if replication_factor <= 0 {
         return Err(ControllerError::InvalidReplicationFactor("Replication factor must be larger than 0.".into()));
@@ -253,7 +263,8 @@ mod tests {
     #[test]
     fn create_then_duplicate_and_bad_specs() {
         let mut image = image_with_brokers(1);
-        let spec = CreateTopicSpec { name: "orders".into(), num_partitions: 3, replication_factor: -1, ..Default::default() };
+        let spec =
+            CreateTopicSpec { name: "orders".into(), num_partitions: 3, replication_factor: -1, ..Default::default() };
         let op = create_topic(&image, &spec, DEFAULTS).expect("create");
         assert_eq!(op.response.num_partitions, 3);
         for r in &op.records {
@@ -266,7 +277,8 @@ mod tests {
         assert!(matches!(create_topic(&image, &rf3, DEFAULTS), Err(ControllerError::InvalidReplicationFactor(_))));
         let zero = CreateTopicSpec { name: "x".into(), num_partitions: 0, replication_factor: 1, ..Default::default() };
         assert!(matches!(create_topic(&image, &zero, DEFAULTS), Err(ControllerError::InvalidPartitions(_))));
-        let bad_name = CreateTopicSpec { name: "a/b".into(), num_partitions: 1, replication_factor: 1, ..Default::default() };
+        let bad_name =
+            CreateTopicSpec { name: "a/b".into(), num_partitions: 1, replication_factor: 1, ..Default::default() };
         assert!(matches!(create_topic(&image, &bad_name, DEFAULTS), Err(ControllerError::InvalidTopic(_))));
     }
 
@@ -281,7 +293,8 @@ mod tests {
         for r in create_partitions(&image, "t", 5, None).expect("grow").records {
             image.apply(&r);
         }
-        let parts: Vec<i32> = image.topic_by_name("t").map(|t| t.partitions.keys().copied().collect()).unwrap_or_default();
+        let parts: Vec<i32> =
+            image.topic_by_name("t").map(|t| t.partitions.keys().copied().collect()).unwrap_or_default();
         assert_eq!(parts, vec![0, 1, 2, 3, 4]);
     }
 }

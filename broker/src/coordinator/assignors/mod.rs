@@ -71,10 +71,7 @@ pub enum AssignorError {
     /// A topic has a negative partition count.
     NegativePartitionCount { topic: String, partitions: i32 },
     /// The computed assignment broke exactly-one-owner or subscribed-owner: a bug here.
-    InvariantViolated {
-        assignor: &'static str,
-        detail: String,
-    },
+    InvariantViolated { assignor: &'static str, detail: String },
 }
 
 impl fmt::Display for AssignorError {
@@ -88,10 +85,7 @@ impl fmt::Display for AssignorError {
                 write!(f, "topic {topic:?} has {partitions} partitions")
             }
             Self::InvariantViolated { assignor, detail } => {
-                write!(
-                    f,
-                    "{assignor} assignor produced an invalid assignment: {detail}"
-                )
+                write!(f, "{assignor} assignor produced an invalid assignment: {detail}")
             }
         }
     }
@@ -132,10 +126,7 @@ pub fn default_assignor() -> &'static dyn Assignor {
 
 /// Looks an assignor up by the name a client sent; `None` is Kafka's UNSUPPORTED_ASSIGNOR.
 pub fn by_name(name: &str) -> Option<&'static dyn Assignor> {
-    ASSIGNORS
-        .iter()
-        .copied()
-        .find(|assignor| assignor.name() == name)
+    ASSIGNORS.iter().copied().find(|assignor| assignor.name() == name)
 }
 
 /// Marks a partition with no owner in an owner table.
@@ -163,17 +154,12 @@ struct Group<'a> {
 }
 
 impl<'a> Group<'a> {
-    fn new(
-        members: &'a [MemberSubscription],
-        topics: &'a BTreeMap<String, TopicInfo>,
-    ) -> Result<Self, AssignorError> {
+    fn new(members: &'a [MemberSubscription], topics: &'a BTreeMap<String, TopicInfo>) -> Result<Self, AssignorError> {
         validate_topics(topics)?;
         let mut sorted: Vec<&MemberSubscription> = members.iter().collect();
         sorted.sort_by(|a, b| a.member_id.cmp(&b.member_id));
         if let Some(pair) = sorted.windows(2).find(|w| w[0].member_id == w[1].member_id) {
-            return Err(AssignorError::DuplicateMember {
-                member_id: pair[0].member_id.clone(),
-            });
+            return Err(AssignorError::DuplicateMember { member_id: pair[0].member_id.clone() });
         }
         // Only topics that exist and have a subscriber are numbered, so every table below is
         // sized by real partitions, never by what a member claims.
@@ -191,9 +177,7 @@ impl<'a> Group<'a> {
             subscribers: vec![Vec::new(); subscribed.len()],
         };
         for (index, name) in subscribed.into_iter().enumerate() {
-            let partitions = topics
-                .get(name)
-                .map_or(0, |t| usize::try_from(t.partitions).unwrap_or(0));
+            let partitions = topics.get(name).map_or(0, |t| usize::try_from(t.partitions).unwrap_or(0));
             group.topics.push(Topic { name, partitions });
             group.topic_index.insert(name, index);
         }
@@ -217,10 +201,7 @@ impl<'a> Group<'a> {
 
     /// An owner table: per topic, per partition, the owning member index or [`NO_OWNER`].
     fn owner_table(&self) -> Vec<Vec<usize>> {
-        self.topics
-            .iter()
-            .map(|t| vec![NO_OWNER; t.partitions])
-            .collect()
+        self.topics.iter().map(|t| vec![NO_OWNER; t.partitions]).collect()
     }
 
     /// The member's current partitions that it may keep, in (topic name, partition) order: of a
@@ -251,13 +232,8 @@ impl<'a> Group<'a> {
     }
 
     /// Checks the guarantees every assignor makes, then names the members and topics.
-    fn finish(
-        &self,
-        assignor: &'static str,
-        dense: Dense,
-    ) -> Result<GroupAssignment, AssignorError> {
-        self.verify(&dense)
-            .map_err(|detail| AssignorError::InvariantViolated { assignor, detail })?;
+    fn finish(&self, assignor: &'static str, dense: Dense) -> Result<GroupAssignment, AssignorError> {
+        self.verify(&dense).map_err(|detail| AssignorError::InvariantViolated { assignor, detail })?;
         let mut assignment = GroupAssignment::new();
         for (member, topics) in self.members.iter().zip(dense) {
             let named = topics
@@ -273,17 +249,9 @@ impl<'a> Group<'a> {
     /// Exactly one owner for every partition of every subscribed topic, and that owner subscribes.
     fn verify(&self, dense: &Dense) -> Result<(), String> {
         if dense.len() != self.members.len() {
-            return Err(format!(
-                "{} members, {} assignments",
-                self.members.len(),
-                dense.len()
-            ));
+            return Err(format!("{} members, {} assignments", self.members.len(), dense.len()));
         }
-        let mut owned: Vec<Vec<bool>> = self
-            .topics
-            .iter()
-            .map(|t| vec![false; t.partitions])
-            .collect();
+        let mut owned: Vec<Vec<bool>> = self.topics.iter().map(|t| vec![false; t.partitions]).collect();
         for (member, topics) in dense.iter().enumerate() {
             let member_id = &self.members[member].member_id;
             for (&topic, partitions) in topics {
@@ -292,9 +260,7 @@ impl<'a> Group<'a> {
                     return Err(format!("{member_id} owns {name} without subscribing to it"));
                 }
                 for &partition in partitions {
-                    let slot = usize::try_from(partition)
-                        .ok()
-                        .and_then(|p| owned[topic].get_mut(p));
+                    let slot = usize::try_from(partition).ok().and_then(|p| owned[topic].get_mut(p));
                     match slot {
                         Some(seen) if !*seen => *seen = true,
                         Some(_) => return Err(format!("{name}-{partition} has two owners")),
@@ -305,10 +271,7 @@ impl<'a> Group<'a> {
         }
         for (topic, seen) in owned.iter().enumerate() {
             if let Some(partition) = seen.iter().position(|s| !s) {
-                return Err(format!(
-                    "{}-{partition} has no owner",
-                    self.topics[topic].name
-                ));
+                return Err(format!("{}-{partition} has no owner", self.topics[topic].name));
             }
         }
         Ok(())
@@ -318,16 +281,10 @@ impl<'a> Group<'a> {
 fn validate_topics(topics: &BTreeMap<String, TopicInfo>) -> Result<(), AssignorError> {
     for (key, info) in topics {
         if *key != info.name {
-            return Err(AssignorError::TopicNameMismatch {
-                key: key.clone(),
-                name: info.name.clone(),
-            });
+            return Err(AssignorError::TopicNameMismatch { key: key.clone(), name: info.name.clone() });
         }
         if info.partitions < 0 {
-            return Err(AssignorError::NegativePartitionCount {
-                topic: key.clone(),
-                partitions: info.partitions,
-            });
+            return Err(AssignorError::NegativePartitionCount { topic: key.clone(), partitions: info.partitions });
         }
     }
     Ok(())
@@ -376,10 +333,7 @@ mod test_support {
     impl Drop for SeedGuard {
         fn drop(&mut self) {
             if std::thread::panicking() {
-                eprintln!(
-                    "failing seed: {} (replay with ASSIGNOR_SEED={})",
-                    self.0, self.0
-                );
+                eprintln!("failing seed: {} (replay with ASSIGNOR_SEED={})", self.0, self.0);
             }
         }
     }
@@ -407,28 +361,19 @@ mod test_support {
     }
 
     pub fn topics(list: &[(&str, i32)]) -> BTreeMap<String, TopicInfo> {
-        list.iter()
-            .map(|(name, partitions)| ((*name).to_owned(), topic(name, *partitions)))
-            .collect()
+        list.iter().map(|(name, partitions)| ((*name).to_owned(), topic(name, *partitions))).collect()
     }
 
     pub fn topics_owned(list: &[(String, i32)]) -> BTreeMap<String, TopicInfo> {
-        list.iter()
-            .map(|(name, partitions)| (name.clone(), topic(name, *partitions)))
-            .collect()
+        list.iter().map(|(name, partitions)| (name.clone(), topic(name, *partitions))).collect()
     }
 
     fn topic(name: &str, partitions: i32) -> TopicInfo {
-        TopicInfo {
-            name: name.to_owned(),
-            partitions,
-        }
+        TopicInfo { name: name.to_owned(), partitions }
     }
 
     pub fn parts(list: &[(&str, &[i32])]) -> BTreeMap<String, BTreeSet<i32>> {
-        list.iter()
-            .map(|(t, p)| ((*t).to_owned(), p.iter().copied().collect()))
-            .collect()
+        list.iter().map(|(t, p)| ((*t).to_owned(), p.iter().copied().collect())).collect()
     }
 
     /// Makes `assignment` the members' current assignment, as the coordinator would.
@@ -442,12 +387,8 @@ mod test_support {
         assignment.values().map(BTreeSet::len).sum()
     }
 
-    pub fn is_subset(
-        a: &BTreeMap<String, BTreeSet<i32>>,
-        b: &BTreeMap<String, BTreeSet<i32>>,
-    ) -> bool {
-        a.iter()
-            .all(|(t, p)| b.get(t).is_some_and(|q| p.is_subset(q)))
+    pub fn is_subset(a: &BTreeMap<String, BTreeSet<i32>>, b: &BTreeMap<String, BTreeSet<i32>>) -> bool {
+        a.iter().all(|(t, p)| b.get(t).is_some_and(|q| p.is_subset(q)))
     }
 
     fn owners(assignment: &GroupAssignment) -> BTreeMap<(&str, i32), &str> {
@@ -465,23 +406,15 @@ mod test_support {
     /// Partitions owned in `after` by a member that did not own them in `before`.
     pub fn moves(before: &GroupAssignment, after: &GroupAssignment) -> usize {
         let old = owners(before);
-        owners(after)
-            .iter()
-            .filter(|(key, owner)| old.get(*key) != Some(*owner))
-            .count()
+        owners(after).iter().filter(|(key, owner)| old.get(*key) != Some(*owner)).count()
     }
 
     /// Every member present; every partition of every subscribed topic owned exactly once, by a
     /// subscriber; nothing else owned; no empty partition sets.
-    pub fn check_valid(
-        members: &[MemberSubscription],
-        topics: &BTreeMap<String, TopicInfo>,
-        got: &GroupAssignment,
-    ) {
+    pub fn check_valid(members: &[MemberSubscription], topics: &BTreeMap<String, TopicInfo>, got: &GroupAssignment) {
         let ids: BTreeSet<&str> = members.iter().map(|m| m.member_id.as_str()).collect();
         assert_eq!(got.keys().map(String::as_str).collect::<BTreeSet<_>>(), ids);
-        let subscribed: BTreeSet<&String> =
-            members.iter().flat_map(|m| &m.subscribed_topics).collect();
+        let subscribed: BTreeSet<&String> = members.iter().flat_map(|m| &m.subscribed_topics).collect();
         let expected: BTreeSet<(&str, i32)> = subscribed
             .into_iter()
             .filter_map(|t| topics.get(t))
@@ -490,33 +423,19 @@ mod test_support {
         let mut seen = BTreeSet::new();
         for m in members {
             for (topic, partitions) in &got[&m.member_id] {
-                assert!(
-                    !partitions.is_empty(),
-                    "{}: empty set for {topic}",
-                    m.member_id
-                );
-                assert!(
-                    m.subscribed_topics.contains(topic),
-                    "{} owns unsubscribed {topic}",
-                    m.member_id
-                );
+                assert!(!partitions.is_empty(), "{}: empty set for {topic}", m.member_id);
+                assert!(m.subscribed_topics.contains(topic), "{} owns unsubscribed {topic}", m.member_id);
                 for &p in partitions {
                     assert!(seen.insert((topic.as_str(), p)), "{topic}-{p} owned twice");
                 }
             }
         }
-        assert_eq!(
-            seen, expected,
-            "owned partitions differ from subscribed partitions"
-        );
+        assert_eq!(seen, expected, "owned partitions differ from subscribed partitions");
     }
 
     pub fn check_homogeneous_balance(got: &GroupAssignment) {
         let loads: Vec<usize> = got.values().map(total).collect();
-        let (min, max) = (
-            loads.iter().min().copied().unwrap_or(0),
-            loads.iter().max().copied().unwrap_or(0),
-        );
+        let (min, max) = (loads.iter().min().copied().unwrap_or(0), loads.iter().max().copied().unwrap_or(0));
         assert!(max - min <= 1, "unbalanced: {loads:?}");
     }
 
@@ -528,69 +447,39 @@ mod test_support {
         got: &GroupAssignment,
     ) {
         for name in topics.keys() {
-            let subscribers: Vec<&MemberSubscription> = members
-                .iter()
-                .filter(|m| m.subscribed_topics.contains(name))
-                .collect();
+            let subscribers: Vec<&MemberSubscription> =
+                members.iter().filter(|m| m.subscribed_topics.contains(name)).collect();
             let Some(min) = subscribers.iter().map(|m| total(&got[&m.member_id])).min() else {
                 continue;
             };
-            for m in subscribers
-                .iter()
-                .filter(|m| got[&m.member_id].contains_key(name))
-            {
+            for m in subscribers.iter().filter(|m| got[&m.member_id].contains_key(name)) {
                 let load = total(&got[&m.member_id]);
-                assert!(
-                    load <= min + 1,
-                    "{name}: {} has {load}, least loaded has {min}",
-                    m.member_id
-                );
+                assert!(load <= min + 1, "{name}: {} has {load}, least loaded has {min}", m.member_id);
             }
         }
     }
 
-    pub fn random_topics(
-        rng: &mut Rng,
-        max_topics: usize,
-        max_partitions: usize,
-    ) -> Vec<(String, i32)> {
-        (0..=rng.below(max_topics))
-            .map(|i| (format!("t{i}"), rng.below(max_partitions + 1) as i32))
-            .collect()
+    pub fn random_topics(rng: &mut Rng, max_topics: usize, max_partitions: usize) -> Vec<(String, i32)> {
+        (0..=rng.below(max_topics)).map(|i| (format!("t{i}"), rng.below(max_partitions + 1) as i32)).collect()
     }
 
     /// A random group: up to 8 members, up to 5 topics, subscriptions that may name a missing
     /// topic, and current assignments full of junk (duplicate claims, partitions out of range,
     /// topics left or missing).
-    pub fn random_group(
-        rng: &mut Rng,
-        heterogeneous: bool,
-    ) -> (Vec<MemberSubscription>, BTreeMap<String, TopicInfo>) {
+    pub fn random_group(rng: &mut Rng, heterogeneous: bool) -> (Vec<MemberSubscription>, BTreeMap<String, TopicInfo>) {
         let list = random_topics(rng, 4, 20);
         let mut names: Vec<String> = list.iter().map(|(n, _)| n.clone()).collect();
         names.push("missing".to_owned());
-        let pick = |rng: &mut Rng| -> BTreeSet<String> {
-            names
-                .iter()
-                .filter(|_| rng.below(3) != 0)
-                .cloned()
-                .collect()
-        };
+        let pick =
+            |rng: &mut Rng| -> BTreeSet<String> { names.iter().filter(|_| rng.below(3) != 0).cloned().collect() };
         let shared = pick(rng);
         let mut members = Vec::new();
         for i in 0..rng.below(9) {
             let mut m = member(&format!("m{}-{i}", rng.below(1000)), &[]);
-            m.subscribed_topics = if heterogeneous {
-                pick(rng)
-            } else {
-                shared.clone()
-            };
+            m.subscribed_topics = if heterogeneous { pick(rng) } else { shared.clone() };
             for _ in 0..rng.below(6) {
                 let topic = names[rng.below(names.len())].clone();
-                m.current
-                    .entry(topic)
-                    .or_default()
-                    .insert(rng.below(26) as i32 - 2);
+                m.current.entry(topic).or_default().insert(rng.below(26) as i32 - 2);
             }
             if rng.below(4) == 0 {
                 m.instance_id = Some(format!("i{}", rng.below(1000)));
@@ -621,24 +510,15 @@ mod tests {
     fn empty_inputs() {
         for assignor in ASSIGNORS {
             assert!(assignor.assign(&[], &BTreeMap::new()).unwrap().is_empty());
-            assert!(assignor
-                .assign(&[], &topics(&[("t", 3)]))
-                .unwrap()
-                .is_empty());
+            assert!(assignor.assign(&[], &topics(&[("t", 3)])).unwrap().is_empty());
 
             // No subscriptions, a missing topic, a zero-partition topic: present, empty.
             let mut idle = member("idle", &[]);
             idle.current = parts(&[("t", &[0]), ("gone", &[1])]);
             let members = [idle, member("ghost", &["gone"]), member("zero", &["z"])];
-            let got = assignor
-                .assign(&members, &topics(&[("t", 3), ("z", 0)]))
-                .unwrap();
+            let got = assignor.assign(&members, &topics(&[("t", 3), ("z", 0)])).unwrap();
             assert_eq!(got.len(), 3, "{}", assignor.name());
-            assert!(
-                got.values().all(BTreeMap::is_empty),
-                "{}: {got:?}",
-                assignor.name()
-            );
+            assert!(got.values().all(BTreeMap::is_empty), "{}: {got:?}", assignor.name());
         }
     }
 
@@ -646,15 +526,8 @@ mod tests {
     fn one_member_gets_everything_it_subscribes_to() {
         for assignor in ASSIGNORS {
             let members = [member("a", &["t0", "t1", "missing"])];
-            let got = assignor
-                .assign(&members, &topics(&[("t0", 2), ("t1", 3), ("t2", 4)]))
-                .unwrap();
-            assert_eq!(
-                got["a"],
-                parts(&[("t0", &[0, 1]), ("t1", &[0, 1, 2])]),
-                "{}",
-                assignor.name()
-            );
+            let got = assignor.assign(&members, &topics(&[("t0", 2), ("t1", 3), ("t2", 4)])).unwrap();
+            assert_eq!(got["a"], parts(&[("t0", &[0, 1]), ("t1", &[0, 1, 2])]), "{}", assignor.name());
         }
     }
 
@@ -664,18 +537,10 @@ mod tests {
             let dup = [member("a", &["t"]), member("a", &["t"])];
             assert_eq!(
                 assignor.assign(&dup, &topics(&[("t", 1)])),
-                Err(AssignorError::DuplicateMember {
-                    member_id: "a".into()
-                })
+                Err(AssignorError::DuplicateMember { member_id: "a".into() })
             );
             let mut mismatched = topics(&[("t", 1)]);
-            mismatched.insert(
-                "u".into(),
-                TopicInfo {
-                    name: "v".into(),
-                    partitions: 1,
-                },
-            );
+            mismatched.insert("u".into(), TopicInfo { name: "v".into(), partitions: 1 });
             assert!(matches!(
                 assignor.assign(&[member("a", &["t"])], &mismatched),
                 Err(AssignorError::TopicNameMismatch { .. })
@@ -692,9 +557,7 @@ mod tests {
         let mut members = [member("b", &["t"]), member("a", &["t"])];
         members[0].current = parts(&[("t", &[0])]);
         members[1].current = parts(&[("t", &[0])]);
-        let got = UniformAssignor
-            .assign(&members, &topics(&[("t", 2)]))
-            .unwrap();
+        let got = UniformAssignor.assign(&members, &topics(&[("t", 2)])).unwrap();
         assert_eq!(got["a"], parts(&[("t", &[0])]));
         assert_eq!(got["b"], parts(&[("t", &[1])]));
     }
@@ -710,11 +573,8 @@ mod tests {
         for heterogeneous in [false, true] {
             let mut members: Vec<MemberSubscription> = (0..2000)
                 .map(|i| {
-                    let subscribed: Vec<&str> = if heterogeneous {
-                        (0..10).map(|_| all[rng.below(all.len())]).collect()
-                    } else {
-                        all.clone()
-                    };
+                    let subscribed: Vec<&str> =
+                        if heterogeneous { (0..10).map(|_| all[rng.below(all.len())]).collect() } else { all.clone() };
                     member(&format!("m{i:04}"), &subscribed)
                 })
                 .collect();
@@ -726,11 +586,7 @@ mod tests {
                 members.pop();
                 let started = std::time::Instant::now();
                 let again = assignor.assign(&members, &topics).unwrap();
-                eprintln!(
-                    "{} heterogeneous={heterogeneous}: {first:?}, {:?}",
-                    assignor.name(),
-                    started.elapsed()
-                );
+                eprintln!("{} heterogeneous={heterogeneous}: {first:?}, {:?}", assignor.name(), started.elapsed());
                 check_valid(&members, &topics, &again);
             }
         }
@@ -744,20 +600,10 @@ mod tests {
             for assignor in ASSIGNORS {
                 let got = assignor.assign(&members, &topics).unwrap();
                 check_valid(&members, &topics, &got);
-                assert_eq!(
-                    assignor.assign(&members, &topics).unwrap(),
-                    got,
-                    "{}: rerun",
-                    assignor.name()
-                );
+                assert_eq!(assignor.assign(&members, &topics).unwrap(), got, "{}: rerun", assignor.name());
                 let mut shuffled = members.clone();
                 rng.shuffle(&mut shuffled);
-                assert_eq!(
-                    assignor.assign(&shuffled, &topics).unwrap(),
-                    got,
-                    "{}: order",
-                    assignor.name()
-                );
+                assert_eq!(assignor.assign(&shuffled, &topics).unwrap(), got, "{}: order", assignor.name());
             }
         });
     }

@@ -16,9 +16,7 @@
 
 use std::collections::BTreeMap;
 
-use super::{
-    Assignor, AssignorError, Dense, Group, GroupAssignment, MemberSubscription, TopicInfo,
-};
+use super::{Assignor, AssignorError, Dense, Group, GroupAssignment, MemberSubscription, TopicInfo};
 
 /// Kafka's server-side `range` assignor; see the module documentation for what it guarantees.
 #[derive(Debug, Clone, Copy, Default)]
@@ -40,10 +38,7 @@ impl Assignor for RangeAssignor {
         for (topic, info) in group.topics.iter().enumerate() {
             let mut subscribers = group.subscribers[topic].clone();
             subscribers.sort_by_key(|&member| rank[member]);
-            for (member, range) in subscribers
-                .iter()
-                .zip(split_ranges(info.partitions, subscribers.len()))
-            {
+            for (member, range) in subscribers.iter().zip(split_ranges(info.partitions, subscribers.len())) {
                 if !range.is_empty() {
                     dense[*member].insert(topic, range.collect());
                 }
@@ -76,10 +71,7 @@ fn range_rank(group: &Group<'_>) -> Vec<usize> {
 
 /// Splits partitions `0..partitions` into `subscribers` contiguous ranges, the first
 /// `partitions % subscribers` one longer than the rest; empty ranges once partitions run out.
-fn split_ranges(
-    partitions: usize,
-    subscribers: usize,
-) -> impl Iterator<Item = std::ops::Range<i32>> {
+fn split_ranges(partitions: usize, subscribers: usize) -> impl Iterator<Item = std::ops::Range<i32>> {
     let min_quota = partitions.checked_div(subscribers).unwrap_or(0);
     let extra = partitions.checked_rem(subscribers).unwrap_or(0);
     let mut start = 0usize;
@@ -140,11 +132,7 @@ mod tests {
     fn heterogeneous_ranges_per_topic() {
         // t0 (4) has subscribers a, b, c; t1 (5) has b, c; t2 (1) has a, c.
         let topics = topics(&[("t0", 4), ("t1", 5), ("t2", 1)]);
-        let members = [
-            member("a", &["t0", "t2"]),
-            member("b", &["t0", "t1"]),
-            member("c", &["t0", "t1", "t2"]),
-        ];
+        let members = [member("a", &["t0", "t2"]), member("b", &["t0", "t1"]), member("c", &["t0", "t1", "t2"])];
         let got = RangeAssignor.assign(&members, &topics).unwrap();
         assert_eq!(got["a"], parts(&[("t0", &[0, 1]), ("t2", &[0])]));
         assert_eq!(got["b"], parts(&[("t0", &[2]), ("t1", &[0, 1, 2])]));
@@ -154,11 +142,7 @@ mod tests {
     #[test]
     fn more_members_than_partitions() {
         let topics = topics(&[("t", 2)]);
-        let members = [
-            member("a", &["t"]),
-            member("b", &["t"]),
-            member("c", &["t"]),
-        ];
+        let members = [member("a", &["t"]), member("b", &["t"]), member("c", &["t"])];
         let got = RangeAssignor.assign(&members, &topics).unwrap();
         assert_eq!(got["a"], parts(&[("t", &[0])]));
         assert_eq!(got["b"], parts(&[("t", &[1])]));
@@ -190,22 +174,12 @@ mod tests {
                     .collect();
                 if let (Some(min), Some(max)) = (counts.iter().min(), counts.iter().max()) {
                     assert!(max - min <= 1, "{name}: {counts:?}");
-                    assert!(
-                        *min >= 1 || counts.len() > info.partitions as usize,
-                        "{name}: {counts:?}"
-                    );
+                    assert!(*min >= 1 || counts.len() > info.partitions as usize, "{name}: {counts:?}");
                 }
                 for assignment in got.values() {
                     if let Some(p) = assignment.get(name) {
-                        let (first, last) = (
-                            p.first().copied().unwrap_or(0),
-                            p.last().copied().unwrap_or(0),
-                        );
-                        assert_eq!(
-                            (last - first + 1) as usize,
-                            p.len(),
-                            "{name} not contiguous: {p:?}"
-                        );
+                        let (first, last) = (p.first().copied().unwrap_or(0), p.last().copied().unwrap_or(0));
+                        assert_eq!((last - first + 1) as usize, p.len(), "{name} not contiguous: {p:?}");
                     }
                 }
             }

@@ -19,9 +19,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use super::{
-    Assignor, AssignorError, Dense, Group, GroupAssignment, MemberSubscription, TopicInfo, NO_OWNER,
-};
+use super::{Assignor, AssignorError, Dense, Group, GroupAssignment, MemberSubscription, TopicInfo, NO_OWNER};
 
 /// How many passes over the topics heterogeneous balancing makes at most. Each pass roughly
 /// halves the imbalance left by overlapping subscriptions, so this bounds the work at
@@ -44,11 +42,7 @@ impl Assignor for UniformAssignor {
     ) -> Result<GroupAssignment, AssignorError> {
         let group = Group::new(members, topics)?;
         let homogeneous = group.subscriptions.windows(2).all(|w| w[0] == w[1]);
-        let dense = if homogeneous {
-            assign_homogeneous(&group)
-        } else {
-            assign_heterogeneous(&group)
-        };
+        let dense = if homogeneous { assign_homogeneous(&group) } else { assign_heterogeneous(&group) };
         group.finish(self.name(), dense)
     }
 }
@@ -65,9 +59,8 @@ fn assign_homogeneous(group: &Group<'_>) -> Dense {
     let mut extra = total % member_count;
 
     let mut owners = group.owner_table();
-    let claimed: Vec<Vec<(usize, i32)>> = (0..member_count)
-        .map(|member| group.claim_current(member, &mut owners))
-        .collect();
+    let claimed: Vec<Vec<(usize, i32)>> =
+        (0..member_count).map(|member| group.claim_current(member, &mut owners)).collect();
 
     // The spare partitions go first to members already holding more than the minimum: each one
     // given there saves a move, which is what makes the result as sticky as balance allows.
@@ -122,18 +115,11 @@ fn unowned_partitions(owners: &[Vec<usize>]) -> impl Iterator<Item = (usize, i32
 /// Members subscribe to different topics: keep, fill the least loaded, then rebalance per topic.
 fn assign_heterogeneous(group: &Group<'_>) -> Dense {
     let member_count = group.members.len();
-    let mut state = Heterogeneous {
-        group,
-        dense: vec![BTreeMap::new(); member_count],
-        load: vec![0; member_count],
-    };
+    let mut state = Heterogeneous { group, dense: vec![BTreeMap::new(); member_count], load: vec![0; member_count] };
     let mut owners = group.owner_table();
     for member in 0..member_count {
         for (topic, partition) in group.claim_current(member, &mut owners) {
-            state.dense[member]
-                .entry(topic)
-                .or_default()
-                .insert(partition);
+            state.dense[member].entry(topic).or_default().insert(partition);
             state.load[member] += 1;
         }
     }
@@ -142,10 +128,7 @@ fn assign_heterogeneous(group: &Group<'_>) -> Dense {
         state.fill_topic(topic, &owners[topic]);
     }
     // A topic with one subscriber has nowhere to move its partitions.
-    let movable: Vec<usize> = order
-        .into_iter()
-        .filter(|&t| group.subscribers[t].len() >= 2)
-        .collect();
+    let movable: Vec<usize> = order.into_iter().filter(|&t| group.subscribers[t].len() >= 2).collect();
     for _ in 0..MAX_BALANCE_ROUNDS {
         let mut moved = 0;
         for &topic in &movable {
@@ -170,12 +153,7 @@ impl Heterogeneous<'_, '_> {
     /// subscriber count ascending, then by name.
     fn topic_order(&self) -> Vec<usize> {
         let mut order: Vec<usize> = (0..self.group.topics.len()).collect();
-        let key = |t: usize| {
-            (
-                self.group.topics[t].partitions as u128,
-                self.group.subscribers[t].len() as u128,
-            )
-        };
+        let key = |t: usize| (self.group.topics[t].partitions as u128, self.group.subscribers[t].len() as u128);
         order.sort_by(|&a, &b| {
             let ((pa, sa), (pb, sb)) = (key(a), key(b));
             // pa / sa > pb / sb, without floating point; every listed topic has a subscriber.
@@ -186,19 +164,13 @@ impl Heterogeneous<'_, '_> {
 
     /// Gives each unowned partition of `topic`, in order, to its least-loaded subscriber.
     fn fill_topic(&mut self, topic: usize, owners: &[usize]) {
-        let mut least: BTreeSet<(usize, usize)> = self.group.subscribers[topic]
-            .iter()
-            .map(|&m| (self.load[m], m))
-            .collect();
+        let mut least: BTreeSet<(usize, usize)> =
+            self.group.subscribers[topic].iter().map(|&m| (self.load[m], m)).collect();
         for (slot, _) in owners.iter().enumerate().filter(|(_, &o)| o == NO_OWNER) {
-            let (Some((load, member)), Ok(partition)) = (least.pop_first(), i32::try_from(slot))
-            else {
+            let (Some((load, member)), Ok(partition)) = (least.pop_first(), i32::try_from(slot)) else {
                 return;
             };
-            self.dense[member]
-                .entry(topic)
-                .or_default()
-                .insert(partition);
+            self.dense[member].entry(topic).or_default().insert(partition);
             self.load[member] = load + 1;
             least.insert((load + 1, member));
         }
@@ -209,22 +181,15 @@ impl Heterogeneous<'_, '_> {
     /// topic's partition count, since a receiver never becomes the most loaded in this pass.
     fn balance_topic(&mut self, topic: usize) -> usize {
         let subscribers = &self.group.subscribers[topic];
-        let mut least: BTreeSet<(usize, usize)> =
-            subscribers.iter().map(|&m| (self.load[m], m)).collect();
-        let mut most: BTreeSet<(usize, usize)> = subscribers
-            .iter()
-            .filter(|&&m| self.owns(m, topic))
-            .map(|&m| (self.load[m], m))
-            .collect();
+        let mut least: BTreeSet<(usize, usize)> = subscribers.iter().map(|&m| (self.load[m], m)).collect();
+        let mut most: BTreeSet<(usize, usize)> =
+            subscribers.iter().filter(|&&m| self.owns(m, topic)).map(|&m| (self.load[m], m)).collect();
         let mut moved = 0;
         while let (Some(&(low, to)), Some(&(high, from))) = (least.first(), most.last()) {
             if high <= low + 1 {
                 break;
             }
-            let Some(partition) = self.dense[from]
-                .get_mut(&topic)
-                .and_then(BTreeSet::pop_last)
-            else {
+            let Some(partition) = self.dense[from].get_mut(&topic).and_then(BTreeSet::pop_last) else {
                 break; // `most` holds only owners of `topic`: cannot happen.
             };
             for set in [&mut least, &mut most] {
@@ -246,9 +211,7 @@ impl Heterogeneous<'_, '_> {
     }
 
     fn owns(&self, member: usize, topic: usize) -> bool {
-        self.dense[member]
-            .get(&topic)
-            .is_some_and(|p| !p.is_empty())
+        self.dense[member].get(&topic).is_some_and(|p| !p.is_empty())
     }
 }
 
@@ -260,11 +223,7 @@ mod tests {
     #[test]
     fn fresh_homogeneous_group_gets_contiguous_balanced_blocks() {
         let topics = topics(&[("t0", 3), ("t1", 4)]);
-        let members = [
-            member("a", &["t0", "t1"]),
-            member("b", &["t0", "t1"]),
-            member("c", &["t0", "t1"]),
-        ];
+        let members = [member("a", &["t0", "t1"]), member("b", &["t0", "t1"]), member("c", &["t0", "t1"])];
         let got = UniformAssignor.assign(&members, &topics).unwrap();
         // 7 partitions over 3 members: 3, 2, 2, handed out in (topic, partition) order.
         assert_eq!(got["a"], parts(&[("t0", &[0, 1, 2])]));
@@ -289,10 +248,7 @@ mod tests {
     fn spare_partitions_go_to_members_that_already_hold_them() {
         // 5 partitions over 4 members → one member may keep 2. "d" holds 2; "a" holds 1.
         let topics = topics(&[("t", 5)]);
-        let mut members: Vec<_> = ["a", "b", "c", "d"]
-            .iter()
-            .map(|id| member(id, &["t"]))
-            .collect();
+        let mut members: Vec<_> = ["a", "b", "c", "d"].iter().map(|id| member(id, &["t"])).collect();
         members[0].current = parts(&[("t", &[0])]);
         members[1].current = parts(&[("t", &[1])]);
         members[2].current = parts(&[("t", &[2])]);
@@ -307,11 +263,7 @@ mod tests {
     fn heterogeneous_example_balances_shared_topic() {
         // a: t0 (3) only; b: t0 and t1 (3); c: t1 only. Total 6 over 3 → 2 each is reachable.
         let topics = topics(&[("t0", 3), ("t1", 3)]);
-        let members = [
-            member("a", &["t0"]),
-            member("b", &["t0", "t1"]),
-            member("c", &["t1"]),
-        ];
+        let members = [member("a", &["t0"]), member("b", &["t0", "t1"]), member("c", &["t1"])];
         let got = UniformAssignor.assign(&members, &topics).unwrap();
         let loads: Vec<usize> = got.values().map(total).collect();
         assert_eq!(loads, vec![2, 2, 2], "{got:?}");
@@ -340,9 +292,8 @@ mod tests {
             let topics = topics_owned(&topic_list);
             let total_partitions: usize = topic_list.iter().map(|(_, p)| *p as usize).sum();
             let n = 1 + rng.below(8);
-            let mut members: Vec<MemberSubscription> = (0..n)
-                .map(|i| member(&format!("m{:02}", rng.below(100) * 10 + i), &names))
-                .collect();
+            let mut members: Vec<MemberSubscription> =
+                (0..n).map(|i| member(&format!("m{:02}", rng.below(100) * 10 + i), &names)).collect();
             members.sort_by(|a, b| a.member_id.cmp(&b.member_id));
             members.dedup_by(|a, b| a.member_id == b.member_id);
             let n = members.len();
@@ -351,11 +302,7 @@ mod tests {
             check_valid(&members, &topics, &stable);
             check_homogeneous_balance(&stable);
             adopt(&mut members, &stable);
-            assert_eq!(
-                UniformAssignor.assign(&members, &topics).unwrap(),
-                stable,
-                "not a fixpoint"
-            );
+            assert_eq!(UniformAssignor.assign(&members, &topics).unwrap(), stable, "not a fixpoint");
 
             // One member joins: it alone gains, and it takes at most ceil(P / (N + 1)).
             let mut joined = members.clone();
@@ -364,11 +311,7 @@ mod tests {
             check_valid(&joined, &topics, &after_join);
             check_homogeneous_balance(&after_join);
             let bound = total_partitions.div_ceil(n + 1);
-            assert!(
-                moves(&stable, &after_join) <= bound,
-                "join moved {} > {bound}",
-                moves(&stable, &after_join)
-            );
+            assert!(moves(&stable, &after_join) <= bound, "join moved {} > {bound}", moves(&stable, &after_join));
 
             // One member leaves: only its partitions move.
             let gone = rng.below(n);
@@ -378,18 +321,10 @@ mod tests {
             check_valid(&left, &topics, &after_leave);
             check_homogeneous_balance(&after_leave);
             for m in &left {
-                assert!(
-                    is_subset(&m.current, &after_leave[&m.member_id]),
-                    "{} lost partitions",
-                    m.member_id
-                );
+                assert!(is_subset(&m.current, &after_leave[&m.member_id]), "{} lost partitions", m.member_id);
             }
             // Every partition of the leaver moves, unless nobody is left to take it.
-            let expected = if left.is_empty() {
-                0
-            } else {
-                total(&removed.current)
-            };
+            let expected = if left.is_empty() { 0 } else { total(&removed.current) };
             assert_eq!(moves(&stable, &after_leave), expected);
         });
     }
@@ -404,11 +339,7 @@ mod tests {
             let mut adopted = members.clone();
             adopt(&mut adopted, &got);
             let again = UniformAssignor.assign(&adopted, &topics).unwrap();
-            assert_eq!(
-                moves(&got, &again),
-                0,
-                "a balanced assignment was disturbed"
-            );
+            assert_eq!(moves(&got, &again), 0, "a balanced assignment was disturbed");
         });
     }
 }

@@ -16,9 +16,9 @@ use super::ctx::{Ctx, SavedMember, WriteKind};
 use super::offsets::GroupOffsets;
 use super::records::{GroupValue, MemberValue, Record, RecordKey, RecordValue};
 use super::{
-    DescribedMember, GroupDescription, GroupError, GroupState, HeartbeatRequest, JoinRequest,
-    JoinResponse, JoinedMember, LeaveMember, LeaveResult, ListedGroup, Protocol, SyncRequest,
-    SyncResponse, Ticket, TopicPartition, CONSUMER_PROTOCOL_TYPE, GROUP_TYPE_CLASSIC,
+    DescribedMember, GroupDescription, GroupError, GroupState, HeartbeatRequest, JoinRequest, JoinResponse,
+    JoinedMember, LeaveMember, LeaveResult, ListedGroup, Protocol, SyncRequest, SyncResponse, Ticket, TopicPartition,
+    CONSUMER_PROTOCOL_TYPE, GROUP_TYPE_CLASSIC,
 };
 use GroupState::{CompletingRebalance, Dead, Empty, PreparingRebalance, Stable};
 
@@ -61,11 +61,7 @@ impl Member {
     }
 
     fn metadata(&self, protocol: &str) -> Bytes {
-        self.protocols
-            .iter()
-            .find(|p| p.name == protocol)
-            .map(|p| p.metadata.clone())
-            .unwrap_or_default()
+        self.protocols.iter().find(|p| p.name == protocol).map(|p| p.metadata.clone()).unwrap_or_default()
     }
 
     fn supports(&self, protocol: &str) -> bool {
@@ -156,10 +152,7 @@ impl ClassicGroup {
     }
 
     fn num_awaiting_join(&self) -> usize {
-        self.members
-            .values()
-            .filter(|m| m.awaiting_join.is_some())
-            .count()
+        self.members.values().filter(|m| m.awaiting_join.is_some()).count()
     }
 
     fn can_rebalance(&self) -> bool {
@@ -168,11 +161,7 @@ impl ClassicGroup {
 
     /// The group's rebalance timeout: the largest of its members'.
     fn rebalance_timeout_ms(&self) -> i64 {
-        self.members
-            .values()
-            .map(|m| i64::from(m.rebalance_timeout_ms))
-            .max()
-            .unwrap_or(0)
+        self.members.values().map(|m| i64::from(m.rebalance_timeout_ms)).max().unwrap_or(0)
     }
 
     /// Kafka's `validateMember`: a static member's id must be the one mapped to its instance.
@@ -198,9 +187,7 @@ impl ClassicGroup {
             return !protocol_type.is_empty() && !protocols.is_empty();
         }
         self.protocol_type.as_deref() == Some(protocol_type)
-            && protocols
-                .iter()
-                .any(|p| self.members.values().all(|m| m.supports(&p.name)))
+            && protocols.iter().any(|p| self.members.values().all(|m| m.supports(&p.name)))
     }
 
     /// Kafka's protocol vote: among the protocols every member supports, each member votes for
@@ -215,19 +202,12 @@ impl ClassicGroup {
             .collect();
         let mut votes: BTreeMap<&str, usize> = BTreeMap::new();
         for m in self.members.values() {
-            if let Some(p) = m
-                .protocols
-                .iter()
-                .find(|p| candidates.contains(p.name.as_str()))
-            {
+            if let Some(p) = m.protocols.iter().find(|p| candidates.contains(p.name.as_str())) {
                 *votes.entry(p.name.as_str()).or_insert(0) += 1;
             }
         }
         let best = votes.values().copied().max()?;
-        votes
-            .into_iter()
-            .find(|(_, n)| *n == best)
-            .map(|(name, _)| name.to_owned())
+        votes.into_iter().find(|(_, n)| *n == best).map(|(name, _)| name.to_owned())
     }
 
     fn current_members(&self) -> Vec<JoinedMember> {
@@ -242,23 +222,14 @@ impl ClassicGroup {
             .collect()
     }
 
-    fn join_response(
-        &self,
-        member_id: &str,
-        with_members: bool,
-        skip_assignment: bool,
-    ) -> JoinResponse {
+    fn join_response(&self, member_id: &str, with_members: bool, skip_assignment: bool) -> JoinResponse {
         JoinResponse {
             generation_id: self.generation_id,
             protocol_type: self.protocol_type.clone(),
             protocol_name: self.protocol_name.clone(),
             leader_id: self.leader_id.clone().unwrap_or_default(),
             member_id: member_id.to_owned(),
-            members: if with_members {
-                self.current_members()
-            } else {
-                Vec::new()
-            },
+            members: if with_members { self.current_members() } else { Vec::new() },
             skip_assignment,
         }
     }
@@ -268,29 +239,16 @@ impl ClassicGroup {
         match self.state {
             Empty | Dead => true,
             PreparingRebalance => {
-                self.members
-                    .get(member_id)
-                    .is_some_and(|m| m.awaiting_join.is_some())
+                self.members.get(member_id).is_some_and(|m| m.awaiting_join.is_some())
                     || self.num_awaiting_join() < max_size
             }
-            CompletingRebalance | Stable => {
-                self.members.contains_key(member_id) || self.members.len() < max_size
-            }
+            CompletingRebalance | Stable => self.members.contains_key(member_id) || self.members.len() < max_size,
         }
     }
 
     /// Answers the member's parked JoinGroup, if it has one.
-    fn complete_join_future(
-        &mut self,
-        member_id: &str,
-        result: Result<JoinResponse, GroupError>,
-        cx: &mut Ctx<'_>,
-    ) {
-        if let Some(ticket) = self
-            .members
-            .get_mut(member_id)
-            .and_then(|m| m.awaiting_join.take())
-        {
+    fn complete_join_future(&mut self, member_id: &str, result: Result<JoinResponse, GroupError>, cx: &mut Ctx<'_>) {
+        if let Some(ticket) = self.members.get_mut(member_id).and_then(|m| m.awaiting_join.take()) {
             cx.reply_join(ticket, result);
         }
     }
@@ -321,13 +279,7 @@ impl ClassicGroup {
 
     /// Handles a JoinGroup; the answer goes to `ticket`, now or when the join phase ends.
     /// `new_member_id` is the id to hand out if the member has none.
-    pub(super) fn join(
-        &mut self,
-        req: JoinRequest,
-        ticket: Ticket,
-        new_member_id: String,
-        cx: &mut Ctx<'_>,
-    ) {
+    pub(super) fn join(&mut self, req: JoinRequest, ticket: Ticket, new_member_id: String, cx: &mut Ctx<'_>) {
         if !self.accept_joining_member(&req.member_id, cx.cfg.max_size) {
             self.remove_member(&req.member_id, cx);
             self.pending_members.remove(&req.member_id);
@@ -346,13 +298,7 @@ impl ClassicGroup {
         }
     }
 
-    fn join_new_member(
-        &mut self,
-        req: JoinRequest,
-        ticket: Ticket,
-        new_member_id: String,
-        cx: &mut Ctx<'_>,
-    ) {
+    fn join_new_member(&mut self, req: JoinRequest, ticket: Ticket, new_member_id: String, cx: &mut Ctx<'_>) {
         if let Some(instance) = &req.group_instance_id {
             match self.static_members.get(instance).cloned() {
                 Some(old) => self.replace_static_member(old, new_member_id, req, ticket, cx),
@@ -381,10 +327,7 @@ impl ClassicGroup {
         if let Err(e) = self.validate_member(&member_id, req.group_instance_id.as_deref()) {
             return cx.reply_join(ticket, Err(e));
         }
-        let unchanged = self
-            .members
-            .get(&member_id)
-            .is_some_and(|m| m.matches(&req.protocols));
+        let unchanged = self.members.get(&member_id).is_some_and(|m| m.matches(&req.protocols));
         let leader = self.is_leader(&member_id);
         match self.state {
             // The answer was lost: give the same generation again (the leader with the members).
@@ -395,20 +338,12 @@ impl ClassicGroup {
             Stable if unchanged && !leader => {
                 cx.reply_join(ticket, Ok(self.join_response(&member_id, false, false)));
             }
-            PreparingRebalance | CompletingRebalance | Stable => {
-                self.update_member_and_rebalance(req, ticket, cx)
-            }
+            PreparingRebalance | CompletingRebalance | Stable => self.update_member_and_rebalance(req, ticket, cx),
             Empty | Dead => cx.reply_join(ticket, Err(GroupError::UnknownMemberId)),
         }
     }
 
-    fn add_member_and_rebalance(
-        &mut self,
-        member_id: String,
-        req: JoinRequest,
-        ticket: Ticket,
-        cx: &mut Ctx<'_>,
-    ) {
+    fn add_member_and_rebalance(&mut self, member_id: String, req: JoinRequest, ticket: Ticket, cx: &mut Ctx<'_>) {
         let deadline = cx.now_ms.saturating_add(cx.cfg.new_member_join_timeout_ms);
         let member = Member::new(member_id.clone(), req, ticket, deadline);
         if self.state == PreparingRebalance && self.previous_state == Empty {
@@ -421,8 +356,7 @@ impl ClassicGroup {
             self.leader_id = Some(member_id.clone());
         }
         if let Some(instance) = &member.group_instance_id {
-            self.static_members
-                .insert(instance.clone(), member_id.clone());
+            self.static_members.insert(instance.clone(), member_id.clone());
         }
         self.pending_members.remove(&member_id);
         self.members.insert(member_id, member);
@@ -482,9 +416,7 @@ impl ClassicGroup {
             // The leader may already be assigning to the old id: rebalance so the new one gets a share.
             CompletingRebalance => self.prepare_rebalance(cx),
             PreparingRebalance => self.maybe_complete_join_phase(cx),
-            Empty | Dead => {
-                self.complete_join_future(&new_id, Err(GroupError::UnknownMemberId), cx)
-            }
+            Empty | Dead => self.complete_join_future(&new_id, Err(GroupError::UnknownMemberId), cx),
         }
     }
 
@@ -538,10 +470,7 @@ impl ClassicGroup {
         else {
             return;
         };
-        let still_parked = self
-            .members
-            .get(&new_member_id)
-            .is_some_and(|m| m.awaiting_join == Some(ticket));
+        let still_parked = self.members.get(&new_member_id).is_some_and(|m| m.awaiting_join == Some(ticket));
         if !still_parked {
             return;
         }
@@ -561,10 +490,7 @@ impl ClassicGroup {
             }
             Err(e) => {
                 self.complete_join_future(&new_member_id, Err(e), cx);
-                if self
-                    .rekey_member(&new_member_id, &old_member_id, cx)
-                    .is_some()
-                {
+                if self.rekey_member(&new_member_id, &old_member_id, cx).is_some() {
                     if let Some(m) = self.members.get_mut(&old_member_id) {
                         m.protocols = saved.protocols;
                         m.rebalance_timeout_ms = saved.rebalance_timeout_ms;
@@ -596,10 +522,7 @@ impl ClassicGroup {
         if initial {
             let delay_ms = cx.cfg.initial_rebalance_delay_ms;
             let remaining_ms = (self.rebalance_timeout_ms() - delay_ms).max(0);
-            self.initial_delay = Some(InitialDelay {
-                delay_ms,
-                remaining_ms,
-            });
+            self.initial_delay = Some(InitialDelay { delay_ms, remaining_ms });
             self.join_deadline_ms = Some(cx.now_ms.saturating_add(delay_ms));
         } else if self.has_all_members_joined() {
             self.complete_join(cx);
@@ -610,10 +533,7 @@ impl ClassicGroup {
 
     /// Ends the join phase early when everyone is in, except during a new group's initial delay.
     fn maybe_complete_join_phase(&mut self, cx: &mut Ctx<'_>) {
-        if self.state == PreparingRebalance
-            && self.has_all_members_joined()
-            && self.previous_state != Empty
-        {
+        if self.state == PreparingRebalance && self.has_all_members_joined() && self.previous_state != Empty {
             self.complete_join(cx);
         }
     }
@@ -626,10 +546,7 @@ impl ClassicGroup {
                 self.new_member_added = false;
                 let delay_ms = cx.cfg.initial_rebalance_delay_ms.min(d.remaining_ms);
                 let remaining_ms = (d.remaining_ms - d.delay_ms).max(0);
-                self.initial_delay = Some(InitialDelay {
-                    delay_ms,
-                    remaining_ms,
-                });
+                self.initial_delay = Some(InitialDelay { delay_ms, remaining_ms });
                 self.join_deadline_ms = Some(cx.now_ms.saturating_add(delay_ms));
             }
             _ => self.complete_join(cx),
@@ -687,11 +604,7 @@ impl ClassicGroup {
         let Some(leader) = self.leader_id.as_deref() else {
             return false;
         };
-        if self
-            .members
-            .get(leader)
-            .is_some_and(|m| m.awaiting_join.is_some())
-        {
+        if self.members.get(leader).is_some_and(|m| m.awaiting_join.is_some()) {
             return true;
         }
         match self.members.values().find(|m| m.awaiting_join.is_some()) {
@@ -725,11 +638,7 @@ impl ClassicGroup {
         }
     }
 
-    fn set_and_propagate_assignment(
-        &mut self,
-        assignment: &BTreeMap<String, Bytes>,
-        cx: &mut Ctx<'_>,
-    ) {
+    fn set_and_propagate_assignment(&mut self, assignment: &BTreeMap<String, Bytes>, cx: &mut Ctx<'_>) {
         for m in self.members.values_mut() {
             m.assignment = assignment.get(&m.member_id).cloned().unwrap_or_default();
             if let Some(ticket) = m.awaiting_sync.take() {
@@ -758,11 +667,7 @@ impl ClassicGroup {
             CompletingRebalance => self.sync_completing(req, ticket, cx),
             Stable => {
                 self.remove_pending_sync(&req.member_id);
-                let assignment = self
-                    .members
-                    .get(&req.member_id)
-                    .map(|m| m.assignment.clone())
-                    .unwrap_or_default();
+                let assignment = self.members.get(&req.member_id).map(|m| m.assignment.clone()).unwrap_or_default();
                 let response = SyncResponse {
                     protocol_type: self.protocol_type.clone(),
                     protocol_name: self.protocol_name.clone(),
@@ -782,7 +687,8 @@ impl ClassicGroup {
         if req.generation_id != self.generation_id {
             return Err(GroupError::IllegalGeneration);
         }
-        let inconsistent = |asked: &Option<String>, ours: &Option<String>| matches!((asked, ours), (Some(a), Some(o)) if a != o);
+        let inconsistent =
+            |asked: &Option<String>, ours: &Option<String>| matches!((asked, ours), (Some(a), Some(o)) if a != o);
         if inconsistent(&req.protocol_type, &self.protocol_type)
             || inconsistent(&req.protocol_name, &self.protocol_name)
         {
@@ -811,17 +717,10 @@ impl ClassicGroup {
         }
         let given: BTreeMap<String, Bytes> = req.assignments.into_iter().collect();
         // Every member gets an entry: an empty assignment if the leader gave it none.
-        let assignment: BTreeMap<String, Bytes> = self
-            .members
-            .keys()
-            .map(|id| (id.clone(), given.get(id).cloned().unwrap_or_default()))
-            .collect();
+        let assignment: BTreeMap<String, Bytes> =
+            self.members.keys().map(|id| (id.clone(), given.get(id).cloned().unwrap_or_default())).collect();
         let record = self.metadata_record(Some(&assignment));
-        let kind = WriteKind::Sync {
-            group_id: self.group_id.clone(),
-            generation_id: self.generation_id,
-            assignment,
-        };
+        let kind = WriteKind::Sync { group_id: self.group_id.clone(), generation_id: self.generation_id, assignment };
         cx.write(kind, vec![record]);
     }
 
@@ -852,11 +751,7 @@ impl ClassicGroup {
     // ----- Heartbeat and LeaveGroup -----
 
     /// Handles a Heartbeat, restarting the member's session timer when it is valid.
-    pub(super) fn heartbeat(
-        &mut self,
-        req: &HeartbeatRequest,
-        now_ms: i64,
-    ) -> Result<(), GroupError> {
+    pub(super) fn heartbeat(&mut self, req: &HeartbeatRequest, now_ms: i64) -> Result<(), GroupError> {
         if self.state == Dead {
             return Err(GroupError::CoordinatorNotAvailable);
         }
@@ -893,11 +788,7 @@ impl ClassicGroup {
             .into_iter()
             .map(|m| {
                 let result = self.leave_one(&m, cx);
-                LeaveResult {
-                    member_id: m.member_id,
-                    group_instance_id: m.group_instance_id,
-                    result,
-                }
+                LeaveResult { member_id: m.member_id, group_instance_id: m.group_instance_id, result }
             })
             .collect();
         if results.iter().any(|r| r.result.is_ok()) {
@@ -940,8 +831,7 @@ impl ClassicGroup {
         }
         self.expire_pending_members(cx);
         self.expire_sessions(cx);
-        if self.state == PreparingRebalance && self.join_deadline_ms.is_some_and(|d| cx.now_ms >= d)
-        {
+        if self.state == PreparingRebalance && self.join_deadline_ms.is_some_and(|d| cx.now_ms >= d) {
             self.on_join_deadline(cx);
         }
         if self.sync_deadline_ms.is_some_and(|d| cx.now_ms >= d) {
@@ -951,20 +841,14 @@ impl ClassicGroup {
 
     fn expire_pending_members(&mut self, cx: &mut Ctx<'_>) {
         let before = self.pending_members.len();
-        self.pending_members
-            .retain(|_, deadline| *deadline > cx.now_ms);
-        if self.pending_members.len() != before
-            && self.state == PreparingRebalance
-            && self.has_all_members_joined()
-        {
+        self.pending_members.retain(|_, deadline| *deadline > cx.now_ms);
+        if self.pending_members.len() != before && self.state == PreparingRebalance && self.has_all_members_joined() {
             self.complete_join(cx);
         }
     }
 
     fn session_expired(&self, member_id: &str, now_ms: i64) -> bool {
-        self.members
-            .get(member_id)
-            .is_some_and(|m| m.heartbeat_deadline_ms <= now_ms && !m.has_satisfied_heartbeat())
+        self.members.get(member_id).is_some_and(|m| m.heartbeat_deadline_ms <= now_ms && !m.has_satisfied_heartbeat())
     }
 
     fn expire_sessions(&mut self, cx: &mut Ctx<'_>) {
@@ -1072,36 +956,23 @@ impl ClassicGroup {
     fn expired_offsets(&self, now_ms: i64, retention_ms: i64) -> Vec<TopicPartition> {
         let became_empty = self.state_timestamp_ms;
         match (self.protocol_type.as_deref(), self.state) {
-            (Some(_), Empty) => self.offsets.expired(
-                now_ms,
-                retention_ms,
-                |o| became_empty.unwrap_or(o.commit_timestamp_ms),
-                |_| false,
-            ),
+            (Some(_), Empty) => {
+                self.offsets.expired(now_ms, retention_ms, |o| became_empty.unwrap_or(o.commit_timestamp_ms), |_| false)
+            }
             (Some(CONSUMER_PROTOCOL_TYPE), Stable) => match self.subscribed_topics() {
-                Some(topics) => self.offsets.expired(
-                    now_ms,
-                    retention_ms,
-                    |o| o.commit_timestamp_ms,
-                    |t| topics.contains(t),
-                ),
+                Some(topics) => {
+                    self.offsets.expired(now_ms, retention_ms, |o| o.commit_timestamp_ms, |t| topics.contains(t))
+                }
                 None => Vec::new(),
             },
-            (None, _) => {
-                self.offsets
-                    .expired(now_ms, retention_ms, |o| o.commit_timestamp_ms, |_| false)
-            }
+            (None, _) => self.offsets.expired(now_ms, retention_ms, |o| o.commit_timestamp_ms, |_| false),
             _ => Vec::new(),
         }
     }
 
     /// Retention: tombstones for expired offsets, and for the group itself when it is Empty and
     /// would have no offsets left (the group is Dead until the write completes).
-    pub(super) fn expire(
-        &mut self,
-        now_ms: i64,
-        retention_ms: i64,
-    ) -> Option<(WriteKind, Vec<Record>)> {
+    pub(super) fn expire(&mut self, now_ms: i64, retention_ms: i64) -> Option<(WriteKind, Vec<Record>)> {
         if self.state == Dead {
             return None;
         }
@@ -1113,23 +984,13 @@ impl ClassicGroup {
         if keys.is_empty() && !group_deleted {
             return None;
         }
-        let mut records: Vec<Record> = keys
-            .iter()
-            .map(|tp| Record::offset_tombstone(&self.group_id, tp))
-            .collect();
+        let mut records: Vec<Record> = keys.iter().map(|tp| Record::offset_tombstone(&self.group_id, tp)).collect();
         self.offsets.begin_writes(&keys);
         if group_deleted {
             self.transition(Dead, now_ms);
             records.push(Record::group_tombstone(&self.group_id));
         }
-        Some((
-            WriteKind::Expire {
-                group_id: self.group_id.clone(),
-                keys,
-                group_deleted,
-            },
-            records,
-        ))
+        Some((WriteKind::Expire { group_id: self.group_id.clone(), keys, group_deleted }, records))
     }
 
     /// Kafka's `validateDeleteGroup`.
@@ -1145,10 +1006,7 @@ impl ClassicGroup {
     /// (or is writing), with the partitions now in flight.
     pub(super) fn delete_records(&mut self, now_ms: i64) -> (Vec<Record>, Vec<TopicPartition>) {
         let keys = self.offsets.all_keys();
-        let mut records: Vec<Record> = keys
-            .iter()
-            .map(|tp| Record::offset_tombstone(&self.group_id, tp))
-            .collect();
+        let mut records: Vec<Record> = keys.iter().map(|tp| Record::offset_tombstone(&self.group_id, tp)).collect();
         records.push(Record::group_tombstone(&self.group_id));
         self.offsets.begin_writes(&keys);
         self.pending_members.clear();
@@ -1194,12 +1052,7 @@ impl ClassicGroup {
             state_timestamp_ms: self.state_timestamp_ms.unwrap_or(-1),
             members,
         };
-        Record {
-            key: RecordKey::Group {
-                group_id: self.group_id.clone(),
-            },
-            value: Some(RecordValue::Group(value)),
-        }
+        Record { key: RecordKey::Group { group_id: self.group_id.clone() }, value: Some(RecordValue::Group(value)) }
     }
 
     /// Rebuilds a group from its latest snapshot: Stable with its members, or Empty. Sessions
@@ -1209,26 +1062,13 @@ impl ClassicGroup {
         self.members = value
             .members
             .into_iter()
-            .map(|m| {
-                (
-                    m.member_id.clone(),
-                    loaded_member(m, &value.protocol_type, &protocol, now_ms),
-                )
-            })
+            .map(|m| (m.member_id.clone(), loaded_member(m, &value.protocol_type, &protocol, now_ms)))
             .collect();
-        self.static_members = self
-            .members
-            .values()
-            .filter_map(|m| Some((m.group_instance_id.clone()?, m.member_id.clone())))
-            .collect();
-        self.state = if self.members.is_empty() {
-            Empty
-        } else {
-            Stable
-        };
+        self.static_members =
+            self.members.values().filter_map(|m| Some((m.group_instance_id.clone()?, m.member_id.clone()))).collect();
+        self.state = if self.members.is_empty() { Empty } else { Stable };
         self.previous_state = self.state;
-        self.state_timestamp_ms =
-            (value.state_timestamp_ms >= 0).then_some(value.state_timestamp_ms);
+        self.state_timestamp_ms = (value.state_timestamp_ms >= 0).then_some(value.state_timestamp_ms);
         self.generation_id = value.generation_id;
         self.protocol_type = (!value.protocol_type.is_empty()).then_some(value.protocol_type);
         self.protocol_name = value.protocol_name;
@@ -1252,11 +1092,7 @@ impl ClassicGroup {
     /// DescribeGroups' view: metadata, assignments and protocol only once Stable, as Kafka.
     pub(super) fn describe(&self) -> GroupDescription {
         let stable = self.state == Stable;
-        let protocol = if stable {
-            self.protocol_name.clone().unwrap_or_default()
-        } else {
-            String::new()
-        };
+        let protocol = if stable { self.protocol_name.clone().unwrap_or_default() } else { String::new() };
         let members = self
             .members
             .values()
@@ -1265,16 +1101,8 @@ impl ClassicGroup {
                 group_instance_id: m.group_instance_id.clone(),
                 client_id: m.client_id.clone(),
                 client_host: m.client_host.clone(),
-                metadata: if stable {
-                    m.metadata(&protocol)
-                } else {
-                    Bytes::new()
-                },
-                assignment: if stable {
-                    m.assignment.clone()
-                } else {
-                    Bytes::new()
-                },
+                metadata: if stable { m.metadata(&protocol) } else { Bytes::new() },
+                assignment: if stable { m.assignment.clone() } else { Bytes::new() },
             })
             .collect();
         GroupDescription {
@@ -1308,10 +1136,7 @@ fn loaded_member(m: MemberValue, protocol_type: &str, protocol: &str, now_ms: i6
         rebalance_timeout_ms: m.rebalance_timeout_ms,
         session_timeout_ms: m.session_timeout_ms,
         protocol_type: protocol_type.to_owned(),
-        protocols: vec![Protocol {
-            name: protocol.to_owned(),
-            metadata: m.subscription,
-        }],
+        protocols: vec![Protocol { name: protocol.to_owned(), metadata: m.subscription }],
         assignment: m.assignment,
         awaiting_join: None,
         awaiting_sync: None,

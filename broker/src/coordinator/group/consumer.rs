@@ -15,9 +15,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use super::offsets::GroupOffsets;
-use super::records::{
-    ConsumerGroupValue, ConsumerMemberValue, Record, RecordKey, RecordValue, TopicAssignment,
-};
+use super::records::{ConsumerGroupValue, ConsumerMemberValue, Record, RecordKey, RecordValue, TopicAssignment};
 use super::{GroupConfig, GroupError, ListedGroup, CONSUMER_PROTOCOL_TYPE, GROUP_TYPE_CONSUMER};
 use crate::coordinator::assignors::{self, MemberSubscription, TopicInfo};
 
@@ -139,14 +137,10 @@ pub(super) fn validate_heartbeat(req: &ConsumerHeartbeatRequest) -> Result<(), G
                 return invalid("TopicPartitions must be empty when (re-)joining.");
             }
             if req.subscribed_topic_names.is_none() && req.subscribed_topic_regex.is_none() {
-                return invalid(
-                    "SubscribedTopicNames or SubscribedTopicRegex must be set in first request.",
-                );
+                return invalid("SubscribedTopicNames or SubscribedTopicRegex must be set in first request.");
             }
         }
-        STATIC_LEAVE_EPOCH if req.instance_id.is_none() => {
-            return invalid("InstanceId can't be null.")
-        }
+        STATIC_LEAVE_EPOCH if req.instance_id.is_none() => return invalid("InstanceId can't be null."),
         e if e < STATIC_LEAVE_EPOCH => return invalid("MemberEpoch is invalid."),
         _ => {}
     }
@@ -201,19 +195,14 @@ impl ConsumerGroup {
             self.persisted.group.group_epoch = self.persisted.group.group_epoch.saturating_add(1);
             self.compute_target();
         }
-        self.sessions.insert(
-            member_id.clone(),
-            now_ms.saturating_add(i64::from(cfg.consumer_session_timeout_ms)),
-        );
+        self.sessions.insert(member_id.clone(), now_ms.saturating_add(i64::from(cfg.consumer_session_timeout_ms)));
         self.reconcile(&member_id, req.owned.as_ref(), now_ms);
         let previous = before.members.get(&member_id).map(|m| &m.assigned);
         let Some(m) = self.persisted.members.get(&member_id) else {
             return Err(GroupError::UnknownMemberId);
         };
         let full_request = req.member_epoch == 0
-            || (req.rebalance_timeout_ms != -1
-                && req.subscribed_topic_names.is_some()
-                && req.owned.is_some());
+            || (req.rebalance_timeout_ms != -1 && req.subscribed_topic_names.is_some() && req.owned.is_some());
         let response = ConsumerHeartbeatResponse {
             member_id: member_id.clone(),
             member_epoch: m.member_epoch,
@@ -474,11 +463,7 @@ impl ConsumerGroup {
             "Empty"
         } else if p.group.group_epoch > p.group.assignment_epoch {
             "Assigning"
-        } else if p
-            .members
-            .values()
-            .any(|m| m.member_epoch != p.group.assignment_epoch || m.state != STABLE)
-        {
+        } else if p.members.values().any(|m| m.member_epoch != p.group.assignment_epoch || m.state != STABLE) {
             "Reconciling"
         } else {
             "Stable"
@@ -540,7 +525,11 @@ impl ConsumerGroup {
     /// Offsets to expire under `offsets.retention.minutes`, as Kafka does for consumer groups:
     /// committed more than `retention_ms` ago, of a topic no member subscribes to now (an empty
     /// group subscribes to nothing). Marks them in flight; returns their tombstones and keys.
-    pub(super) fn expire(&mut self, now_ms: i64, retention_ms: i64) -> Option<(Vec<Record>, Vec<super::TopicPartition>)> {
+    pub(super) fn expire(
+        &mut self,
+        now_ms: i64,
+        retention_ms: i64,
+    ) -> Option<(Vec<Record>, Vec<super::TopicPartition>)> {
         if self.deleting {
             return None;
         }
@@ -562,8 +551,7 @@ impl ConsumerGroup {
     /// The tombstones that delete the group: offsets first, then its own records.
     pub(super) fn delete_records(&mut self) -> (Vec<Record>, Vec<super::TopicPartition>) {
         let keys = self.offsets.all_keys();
-        let mut records: Vec<Record> =
-            keys.iter().map(|tp| Record::offset_tombstone(&self.group_id, tp)).collect();
+        let mut records: Vec<Record> = keys.iter().map(|tp| Record::offset_tombstone(&self.group_id, tp)).collect();
         let empty = Persisted::default();
         let mut removed = diff(&self.group_id, &self.persisted, &empty);
         // `diff` writes a (default) group value; a deletion writes its tombstone instead.
@@ -628,17 +616,12 @@ fn update_member(m: &mut ConsumerMemberValue, req: &ConsumerHeartbeatRequest) ->
 /// Kafka's `throwIfMemberEpochIsInvalid`: an epoch ahead of the member's is fenced; an older one
 /// only passes as the previous epoch of a member whose answer was lost (it owns a subset of what
 /// it was given).
-fn check_epoch(
-    m: &ConsumerMemberValue,
-    received: i32,
-    owned: Option<&TopicAssignment>,
-) -> Result<(), GroupError> {
+fn check_epoch(m: &ConsumerMemberValue, received: i32, owned: Option<&TopicAssignment>) -> Result<(), GroupError> {
     if received > m.member_epoch {
         return Err(GroupError::FencedMemberEpoch);
     }
     if received < m.member_epoch {
-        let lost_answer = received == m.previous_member_epoch
-            && owned.is_some_and(|o| is_subset(o, &m.assigned));
+        let lost_answer = received == m.previous_member_epoch && owned.is_some_and(|o| is_subset(o, &m.assigned));
         if !lost_answer {
             return Err(GroupError::FencedMemberEpoch);
         }
@@ -662,10 +645,8 @@ fn plan(
         let tgt = target.get(topic).unwrap_or(&empty);
         insert_nonempty(&mut kept, topic, cur.intersection(tgt).copied().collect());
         insert_nonempty(&mut revoking, topic, cur.difference(tgt).copied().collect());
-        let (free, held): (BTreeSet<i32>, BTreeSet<i32>) = tgt
-            .difference(cur)
-            .copied()
-            .partition(|p| !taken.contains(&(topic.clone(), *p)));
+        let (free, held): (BTreeSet<i32>, BTreeSet<i32>) =
+            tgt.difference(cur).copied().partition(|p| !taken.contains(&(topic.clone(), *p)));
         unreleased |= !held.is_empty();
         insert_nonempty(&mut assignable, topic, free);
     }
@@ -686,27 +667,21 @@ fn union(mut a: TopicAssignment, b: TopicAssignment) -> TopicAssignment {
 }
 
 fn overlaps(a: &TopicAssignment, b: &TopicAssignment) -> bool {
-    a.iter()
-        .any(|(t, ps)| b.get(t).is_some_and(|other| !ps.is_disjoint(other)))
+    a.iter().any(|(t, ps)| b.get(t).is_some_and(|other| !ps.is_disjoint(other)))
 }
 
 fn is_subset(a: &TopicAssignment, b: &TopicAssignment) -> bool {
-    a.iter()
-        .all(|(t, ps)| ps.is_empty() || b.get(t).is_some_and(|other| ps.is_subset(other)))
+    a.iter().all(|(t, ps)| ps.is_empty() || b.get(t).is_some_and(|other| ps.is_subset(other)))
 }
 
 /// The records that turn `before` into `after`: the group's value if it changed, then each
 /// member and target that changed, then tombstones for those that went.
 pub(super) fn diff(group_id: &str, before: &Persisted, after: &Persisted) -> Vec<Record> {
     let mut records = Vec::new();
-    let member_key = |member_id: &String| RecordKey::ConsumerMember {
-        group_id: group_id.to_owned(),
-        member_id: member_id.clone(),
-    };
-    let target_key = |member_id: &String| RecordKey::ConsumerTarget {
-        group_id: group_id.to_owned(),
-        member_id: member_id.clone(),
-    };
+    let member_key =
+        |member_id: &String| RecordKey::ConsumerMember { group_id: group_id.to_owned(), member_id: member_id.clone() };
+    let target_key =
+        |member_id: &String| RecordKey::ConsumerTarget { group_id: group_id.to_owned(), member_id: member_id.clone() };
     if before.group != after.group {
         records.push(Record {
             key: RecordKey::ConsumerGroup { group_id: group_id.to_owned() },
@@ -751,7 +726,12 @@ mod tests {
 
     impl Harness {
         fn new() -> Self {
-            Self { c: GroupCoordinator::new(GroupConfig::default(), 7), now: 1_000, log: Vec::new(), topics: [("t".to_owned(), 6)].into() }
+            Self {
+                c: GroupCoordinator::new(GroupConfig::default(), 7),
+                now: 1_000,
+                log: Vec::new(),
+                topics: [("t".to_owned(), 6)].into(),
+            }
         }
 
         fn send(&mut self, req: ConsumerHeartbeatRequest) -> Result<ConsumerHeartbeatResponse, GroupError> {
@@ -769,7 +749,8 @@ mod tests {
         }
 
         fn flush(&mut self, effects: super::super::Effects) -> BTreeMap<u64, Reply> {
-            let mut answers: BTreeMap<u64, Reply> = effects.completions.into_iter().map(|c| (c.ticket, c.reply)).collect();
+            let mut answers: BTreeMap<u64, Reply> =
+                effects.completions.into_iter().map(|c| (c.ticket, c.reply)).collect();
             let mut writes: std::collections::VecDeque<_> = effects.writes.into();
             while let Some(w) = writes.pop_front() {
                 for r in &w.records {
@@ -797,7 +778,12 @@ mod tests {
             .unwrap()
         }
 
-        fn beat(&mut self, member: &str, epoch: i32, owned: Option<TopicAssignment>) -> Result<ConsumerHeartbeatResponse, GroupError> {
+        fn beat(
+            &mut self,
+            member: &str,
+            epoch: i32,
+            owned: Option<TopicAssignment>,
+        ) -> Result<ConsumerHeartbeatResponse, GroupError> {
             self.send(ConsumerHeartbeatRequest {
                 group_id: "g".into(),
                 member_id: member.into(),
@@ -947,7 +933,13 @@ mod tests {
             member_id: member.into(),
             generation_id: epoch,
             group_instance_id: None,
-            offsets: vec![super::super::CommitOffset { topic: "t".into(), partition: 0, offset: 5, leader_epoch: -1, metadata: None }],
+            offsets: vec![super::super::CommitOffset {
+                topic: "t".into(),
+                partition: 0,
+                offset: 5,
+                leader_epoch: -1,
+                metadata: None,
+            }],
         };
         let step = h.c.commit_offsets(commit("a", 0), h.now);
         assert!(matches!(step.outcome, Outcome::Done(ref r) if r[0].result == Err(GroupError::StaleMemberEpoch)));
@@ -956,7 +948,10 @@ mod tests {
         let step = h.c.commit_offsets(commit("a", 1), h.now);
         let answers = h.flush(step.effects);
         assert_eq!(answers.len(), 1);
-        assert_eq!(h.c.fetch_offsets("g", Some(&[TopicPartition { topic: "t".into(), partition: 0 }])).unwrap()[0].offset, 5);
+        assert_eq!(
+            h.c.fetch_offsets("g", Some(&[TopicPartition { topic: "t".into(), partition: 0 }])).unwrap()[0].offset,
+            5
+        );
         let listed = h.c.list_groups(&[], &["consumer".into()]);
         assert_eq!((listed.len(), listed[0].state, listed[0].group_type), (1, "Stable", "consumer"));
         assert!(h.c.list_groups(&[], &["classic".into()]).is_empty());
@@ -966,7 +961,11 @@ mod tests {
     #[test]
     fn offsets_of_topics_no_member_subscribes_to_expire() {
         let mut h = Harness::new();
-        let config = GroupConfig { offsets_retention_ms: 20_000, offsets_retention_check_interval_ms: 1_000, ..Default::default() };
+        let config = GroupConfig {
+            offsets_retention_ms: 20_000,
+            offsets_retention_check_interval_ms: 1_000,
+            ..Default::default()
+        };
         h.c = GroupCoordinator::new(config, 7);
         h.join("a");
         let commit = |topic: &str| super::super::CommitRequest {
@@ -974,7 +973,13 @@ mod tests {
             member_id: "a".into(),
             generation_id: 1,
             group_instance_id: None,
-            offsets: vec![super::super::CommitOffset { topic: topic.into(), partition: 0, offset: 5, leader_epoch: -1, metadata: None }],
+            offsets: vec![super::super::CommitOffset {
+                topic: topic.into(),
+                partition: 0,
+                offset: 5,
+                leader_epoch: -1,
+                metadata: None,
+            }],
         };
         for topic in ["t", "old"] {
             let step = h.c.commit_offsets(commit(topic), h.now);
@@ -988,7 +993,10 @@ mod tests {
         h.tick(25_000);
         assert_eq!(offset_of(&h, "t"), 5, "the member still subscribes to t");
         assert_eq!(offset_of(&h, "old"), -1, "nobody subscribes to old: its offset expired");
-        assert!(h.log.iter().any(|r| r.value.is_none() && matches!(&r.key, RecordKey::Offset { topic, .. } if topic == "old")));
+        assert!(h
+            .log
+            .iter()
+            .any(|r| r.value.is_none() && matches!(&r.key, RecordKey::Offset { topic, .. } if topic == "old")));
     }
 
     #[test]

@@ -9,11 +9,10 @@ use super::ctx::{Ctx, Out, WriteKind};
 use super::offsets::unknown_offset;
 use super::records::{Record, RecordKey, RecordValue};
 use super::{
-    CommitRequest, ConsumerGroupDescription, ConsumerHeartbeatRequest, ConsumerHeartbeatResponse,
-    Effects, FetchedOffset, GroupConfig, GroupDescription, GroupError, GroupState,
-    HeartbeatRequest, JoinRequest, JoinResponse, LeaveMember, LeaveResult, ListedGroup, Outcome,
-    PartitionResult, Reply, Step, SyncRequest, SyncResponse, Ticket, TopicPartition, Write,
-    WriteId, GROUP_TYPE_CLASSIC, GROUP_TYPE_CONSUMER,
+    CommitRequest, ConsumerGroupDescription, ConsumerHeartbeatRequest, ConsumerHeartbeatResponse, Effects,
+    FetchedOffset, GroupConfig, GroupDescription, GroupError, GroupState, HeartbeatRequest, JoinRequest, JoinResponse,
+    LeaveMember, LeaveResult, ListedGroup, Outcome, PartitionResult, Reply, Step, SyncRequest, SyncResponse, Ticket,
+    TopicPartition, Write, WriteId, GROUP_TYPE_CLASSIC, GROUP_TYPE_CONSUMER,
 };
 
 /// The group coordinator for one partition of `__consumer_offsets`.
@@ -48,10 +47,7 @@ impl GroupCoordinator {
             writes: BTreeMap::new(),
             next_write_id: 1,
             next_ticket: 1,
-            member_ids: MemberIds {
-                seed: member_id_seed,
-                counter: 0,
-            },
+            member_ids: MemberIds { seed: member_id_seed, counter: 0 },
             next_retention_check_ms: i64::MIN,
         }
     }
@@ -89,12 +85,8 @@ impl GroupCoordinator {
         let mut out = Out::default();
         match self.run_consumer_heartbeat(&req, partitions, now_ms) {
             Err(e) => out.reply(ticket, Reply::ConsumerHeartbeat(Err(e))),
-            Ok((response, records)) if records.is_empty() => {
-                out.reply(ticket, Reply::ConsumerHeartbeat(Ok(response)))
-            }
-            Ok((response, records)) => out
-                .writes
-                .push((WriteKind::ConsumerHeartbeat { ticket, response }, records)),
+            Ok((response, records)) if records.is_empty() => out.reply(ticket, Reply::ConsumerHeartbeat(Ok(response))),
+            Ok((response, records)) => out.writes.push((WriteKind::ConsumerHeartbeat { ticket, response }, records)),
         }
         self.finish(ticket, out, |r| match r {
             Reply::ConsumerHeartbeat(x) => Ok(x),
@@ -127,14 +119,9 @@ impl GroupCoordinator {
             if self.group_count() >= self.config.groups_max {
                 return Err(GroupError::GroupsMaxReached);
             }
-            self.consumer_groups
-                .insert(req.group_id.clone(), ConsumerGroup::new(req.group_id.clone()));
+            self.consumer_groups.insert(req.group_id.clone(), ConsumerGroup::new(req.group_id.clone()));
         }
-        let new_member_id = if req.member_id.is_empty() {
-            self.member_ids.next_uuid()
-        } else {
-            String::new()
-        };
+        let new_member_id = if req.member_id.is_empty() { self.member_ids.next_uuid() } else { String::new() };
         let Some(group) = self.consumer_groups.get_mut(&req.group_id) else {
             return Err(GroupError::GroupIdNotFound);
         };
@@ -161,11 +148,7 @@ impl GroupCoordinator {
 
     /// JoinGroup. Parks until the join phase ends, unless answered at once (errors,
     /// MEMBER_ID_REQUIRED, or a known member's rejoin that needs no rebalance).
-    pub fn join(
-        &mut self,
-        req: JoinRequest,
-        now_ms: i64,
-    ) -> Step<Result<JoinResponse, GroupError>> {
+    pub fn join(&mut self, req: JoinRequest, now_ms: i64) -> Step<Result<JoinResponse, GroupError>> {
         let ticket = self.ticket();
         let mut out = Out::default();
         match self.admit_join(&req, now_ms, &mut out) {
@@ -173,11 +156,7 @@ impl GroupCoordinator {
             Ok(()) => {
                 let prefix = req.group_instance_id.as_deref().unwrap_or(&req.client_id);
                 let new_member_id = self.member_ids.next(prefix);
-                let mut cx = Ctx {
-                    cfg: &self.config,
-                    now_ms,
-                    out: &mut out,
-                };
+                let mut cx = Ctx { cfg: &self.config, now_ms, out: &mut out };
                 match self.groups.get_mut(&req.group_id) {
                     Some(group) => group.join(req, ticket, new_member_id, &mut cx),
                     None => cx.reply_join(ticket, Err(GroupError::UnknownMemberId)),
@@ -191,27 +170,16 @@ impl GroupCoordinator {
     }
 
     /// Checks what Kafka checks before looking at the group, creating the group for a new member.
-    fn admit_join(
-        &mut self,
-        req: &JoinRequest,
-        now_ms: i64,
-        out: &mut Out,
-    ) -> Result<(), GroupError> {
+    fn admit_join(&mut self, req: &JoinRequest, now_ms: i64, out: &mut Out) -> Result<(), GroupError> {
         if req.group_id.is_empty() {
             return Err(GroupError::InvalidGroupId);
         }
         if let Some(g) = self.consumer_groups.get(&req.group_id) {
             // Kafka, without classic members in consumer groups (no online migration here).
-            return Err(if g.is_empty() {
-                GroupError::GroupIdNotFound
-            } else {
-                GroupError::InconsistentGroupProtocol
-            });
+            return Err(if g.is_empty() { GroupError::GroupIdNotFound } else { GroupError::InconsistentGroupProtocol });
         }
         let timeout = req.session_timeout_ms;
-        if timeout < self.config.min_session_timeout_ms
-            || timeout > self.config.max_session_timeout_ms
-        {
+        if timeout < self.config.min_session_timeout_ms || timeout > self.config.max_session_timeout_ms {
             return Err(GroupError::InvalidSessionTimeout);
         }
         if self.groups.contains_key(&req.group_id) {
@@ -227,33 +195,18 @@ impl GroupCoordinator {
         Ok(())
     }
 
-    fn create_group(
-        &mut self,
-        group_id: &str,
-        now_ms: i64,
-    ) -> Result<&mut ClassicGroup, GroupError> {
+    fn create_group(&mut self, group_id: &str, now_ms: i64) -> Result<&mut ClassicGroup, GroupError> {
         if self.group_count() >= self.config.groups_max {
             return Err(GroupError::GroupsMaxReached);
         }
-        Ok(self
-            .groups
-            .entry(group_id.to_owned())
-            .or_insert_with(|| ClassicGroup::new(group_id.to_owned(), now_ms)))
+        Ok(self.groups.entry(group_id.to_owned()).or_insert_with(|| ClassicGroup::new(group_id.to_owned(), now_ms)))
     }
 
     /// SyncGroup. Parks until the leader's assignment is durable, unless answered at once.
-    pub fn sync(
-        &mut self,
-        req: SyncRequest,
-        now_ms: i64,
-    ) -> Step<Result<SyncResponse, GroupError>> {
+    pub fn sync(&mut self, req: SyncRequest, now_ms: i64) -> Step<Result<SyncResponse, GroupError>> {
         let ticket = self.ticket();
         let mut out = Out::default();
-        let mut cx = Ctx {
-            cfg: &self.config,
-            now_ms,
-            out: &mut out,
-        };
+        let mut cx = Ctx { cfg: &self.config, now_ms, out: &mut out };
         match self.groups.get_mut(&req.group_id) {
             Some(group) => group.sync(req, ticket, &mut cx),
             None => cx.reply_sync(ticket, Err(GroupError::UnknownMemberId)),
@@ -288,14 +241,7 @@ impl GroupCoordinator {
     ) -> (Result<Vec<LeaveResult>, GroupError>, Effects) {
         let mut out = Out::default();
         let result = match self.groups.get_mut(group_id) {
-            Some(group) => group.leave(
-                members,
-                &mut Ctx {
-                    cfg: &self.config,
-                    now_ms,
-                    out: &mut out,
-                },
-            ),
+            Some(group) => group.leave(members, &mut Ctx { cfg: &self.config, now_ms, out: &mut out }),
             None => Ok(members
                 .into_iter()
                 .map(|m| LeaveResult {
@@ -310,11 +256,7 @@ impl GroupCoordinator {
 
     /// OffsetCommit. Parks until the offsets are durable; they become visible to OffsetFetch
     /// only then. Partitions failing validation are answered with their error.
-    pub fn commit_offsets(
-        &mut self,
-        req: CommitRequest,
-        now_ms: i64,
-    ) -> Step<Vec<PartitionResult>> {
+    pub fn commit_offsets(&mut self, req: CommitRequest, now_ms: i64) -> Step<Vec<PartitionResult>> {
         let ticket = self.ticket();
         let mut out = Out::default();
         match self.validate_commit(&req, now_ms) {
@@ -335,11 +277,7 @@ impl GroupCoordinator {
             return g.validate_offset_commit(&req.member_id, req.generation_id);
         }
         match self.groups.get(&req.group_id) {
-            Some(g) => g.validate_offset_commit(
-                &req.member_id,
-                req.group_instance_id.as_deref(),
-                req.generation_id,
-            ),
+            Some(g) => g.validate_offset_commit(&req.member_id, req.group_instance_id.as_deref(), req.generation_id),
             // A simple commit creates a group that only stores offsets.
             None if req.generation_id < 0 => self.create_group(&req.group_id, now_ms).map(|_| ()),
             // Kafka answers GROUP_ID_NOT_FOUND here from OffsetCommit v9; the handler may map.
@@ -357,10 +295,7 @@ impl GroupCoordinator {
             let result = if metadata.len() > max {
                 Err(GroupError::OffsetMetadataTooLarge)
             } else {
-                let tp = TopicPartition {
-                    topic: o.topic.clone(),
-                    partition: o.partition,
-                };
+                let tp = TopicPartition { topic: o.topic.clone(), partition: o.partition };
                 let value = super::records::OffsetValue {
                     offset: o.offset,
                     leader_epoch: o.leader_epoch,
@@ -371,24 +306,12 @@ impl GroupCoordinator {
                 keys.push(tp);
                 Ok(())
             };
-            results.push(PartitionResult {
-                topic: o.topic,
-                partition: o.partition,
-                result,
-            });
+            results.push(PartitionResult { topic: o.topic, partition: o.partition, result });
         }
         match self.offsets_mut(&req.group_id) {
             Some(offsets) if !records.is_empty() => {
                 offsets.begin_writes(&keys);
-                out.writes.push((
-                    WriteKind::Commit {
-                        ticket,
-                        group_id: req.group_id,
-                        results,
-                        keys,
-                    },
-                    records,
-                ));
+                out.writes.push((WriteKind::Commit { ticket, group_id: req.group_id, results, keys }, records));
             }
             _ => out.reply(ticket, Reply::Commit(results)),
         }
@@ -414,9 +337,7 @@ impl GroupCoordinator {
             });
         }
         match self.groups.get(group_id) {
-            None => Ok(partitions
-                .map(|ps| ps.iter().map(unknown_offset).collect())
-                .unwrap_or_default()),
+            None => Ok(partitions.map(|ps| ps.iter().map(unknown_offset).collect()).unwrap_or_default()),
             Some(g) if g.state == GroupState::Dead => Err(GroupError::GroupIdNotFound),
             Some(g) => Ok(match partitions {
                 Some(ps) => ps.iter().map(|tp| g.offsets.fetch(tp)).collect(),
@@ -435,29 +356,16 @@ impl GroupCoordinator {
         let ticket = self.ticket();
         let mut out = Out::default();
         if let Some(g) = self.consumer_groups.get_mut(group_id) {
-            let subscribed: BTreeSet<String> = partitions
-                .iter()
-                .filter(|tp| g.is_subscribed_to(&tp.topic))
-                .map(|tp| tp.topic.clone())
-                .collect();
-            prepare_offset_delete(
-                group_id,
-                &mut g.offsets,
-                |t| subscribed.contains(t),
-                partitions,
-                ticket,
-                &mut out,
-            );
+            let subscribed: BTreeSet<String> =
+                partitions.iter().filter(|tp| g.is_subscribed_to(&tp.topic)).map(|tp| tp.topic.clone()).collect();
+            prepare_offset_delete(group_id, &mut g.offsets, |t| subscribed.contains(t), partitions, ticket, &mut out);
             return self.finish(ticket, out, |r| match r {
                 Reply::DeleteOffsets(x) => Ok(x),
                 other => Err(Box::new(other)),
             });
         }
         match self.groups.get_mut(group_id) {
-            None => out.reply(
-                ticket,
-                Reply::DeleteOffsets(Err(GroupError::GroupIdNotFound)),
-            ),
+            None => out.reply(ticket, Reply::DeleteOffsets(Err(GroupError::GroupIdNotFound))),
             Some(g) => match g.validate_offset_delete() {
                 Err(e) => out.reply(ticket, Reply::DeleteOffsets(Err(e))),
                 Ok(()) => {
@@ -525,14 +433,7 @@ impl GroupCoordinator {
         if deleted.is_empty() {
             out.reply(ticket, Reply::DeleteGroups(results));
         } else {
-            out.writes.push((
-                WriteKind::DeleteGroups {
-                    ticket,
-                    results,
-                    deleted,
-                },
-                records,
-            ));
+            out.writes.push((WriteKind::DeleteGroups { ticket, results, deleted }, records));
         }
         self.finish(ticket, out, |r| match r {
             Reply::DeleteGroups(x) => Ok(x),
@@ -543,10 +444,8 @@ impl GroupCoordinator {
     /// ListGroups: `states` (Kafka's names, any case) and `types` ("classic") filter when not
     /// empty.
     pub fn list_groups(&self, states: &[String], types: &[String]) -> Vec<ListedGroup> {
-        let type_ok =
-            |name: &str| types.is_empty() || types.iter().any(|t| t.eq_ignore_ascii_case(name));
-        let state_ok =
-            |g: &ListedGroup| states.is_empty() || states.iter().any(|s| s.eq_ignore_ascii_case(g.state));
+        let type_ok = |name: &str| types.is_empty() || types.iter().any(|t| t.eq_ignore_ascii_case(name));
+        let state_ok = |g: &ListedGroup| states.is_empty() || states.iter().any(|s| s.eq_ignore_ascii_case(g.state));
         let classic = self.groups.values().map(ClassicGroup::listed);
         let consumer = self.consumer_groups.values().map(ConsumerGroup::listed);
         classic
@@ -562,21 +461,14 @@ impl GroupCoordinator {
     /// GROUP_ID_NOT_FOUND for an unknown group (before DescribeGroups v6 the handler answers a
     /// Dead group with no error instead, as Kafka).
     pub fn describe_group(&self, group_id: &str) -> Result<GroupDescription, GroupError> {
-        self.groups
-            .get(group_id)
-            .map(ClassicGroup::describe)
-            .ok_or(GroupError::GroupIdNotFound)
+        self.groups.get(group_id).map(ClassicGroup::describe).ok_or(GroupError::GroupIdNotFound)
     }
 
     /// Fires every deadline up to `now_ms`: KIP-394 pending ids, sessions, join and sync phases,
     /// and (every `offsets_retention_check_interval_ms`) offset retention.
     pub fn tick(&mut self, now_ms: i64) -> Effects {
         let mut out = Out::default();
-        let mut cx = Ctx {
-            cfg: &self.config,
-            now_ms,
-            out: &mut out,
-        };
+        let mut cx = Ctx { cfg: &self.config, now_ms, out: &mut out };
         for group in self.groups.values_mut() {
             group.tick(&mut cx);
         }
@@ -587,14 +479,9 @@ impl GroupCoordinator {
             }
         }
         if now_ms >= self.next_retention_check_ms {
-            self.next_retention_check_ms =
-                now_ms.saturating_add(self.config.offsets_retention_check_interval_ms);
+            self.next_retention_check_ms = now_ms.saturating_add(self.config.offsets_retention_check_interval_ms);
             let retention_ms = self.config.offsets_retention_ms;
-            out.writes.extend(
-                self.groups
-                    .values_mut()
-                    .filter_map(|g| g.expire(now_ms, retention_ms)),
-            );
+            out.writes.extend(self.groups.values_mut().filter_map(|g| g.expire(now_ms, retention_ms)));
             for group in self.consumer_groups.values_mut() {
                 if let Some((records, keys)) = group.expire(now_ms, retention_ms) {
                     let kind = WriteKind::Expire { group_id: group.group_id.clone(), keys, group_deleted: false };
@@ -609,26 +496,14 @@ impl GroupCoordinator {
     /// with (already mapped as Kafka maps append errors: COORDINATOR_NOT_AVAILABLE,
     /// NOT_COORDINATOR, UNKNOWN_SERVER_ERROR). Writes must be reported in the order they were
     /// appended, so that this coordinator's offsets are always those the log replays to.
-    pub fn write_completed(
-        &mut self,
-        id: WriteId,
-        result: Result<(), GroupError>,
-        now_ms: i64,
-    ) -> Effects {
+    pub fn write_completed(&mut self, id: WriteId, result: Result<(), GroupError>, now_ms: i64) -> Effects {
         let Some((kind, records)) = self.writes.remove(&id) else {
-            tracing::warn!(
-                write_id = id,
-                "completion for an unknown group coordinator write"
-            );
+            tracing::warn!(write_id = id, "completion for an unknown group coordinator write");
             return Effects::default();
         };
         if let Some(oldest) = self.writes.keys().next() {
             if *oldest < id {
-                tracing::warn!(
-                    write_id = id,
-                    oldest = *oldest,
-                    "group coordinator writes completed out of order"
-                );
+                tracing::warn!(write_id = id, oldest = *oldest, "group coordinator writes completed out of order");
             }
         }
         if result.is_ok() {
@@ -641,67 +516,35 @@ impl GroupCoordinator {
         self.register(out)
     }
 
-    fn complete_write(
-        &mut self,
-        kind: WriteKind,
-        result: Result<(), GroupError>,
-        now_ms: i64,
-        out: &mut Out,
-    ) {
+    fn complete_write(&mut self, kind: WriteKind, result: Result<(), GroupError>, now_ms: i64, out: &mut Out) {
         match kind {
             WriteKind::Metadata => {
                 if let Err(e) = result {
                     tracing::warn!(error = %e, "group metadata write failed");
                 }
             }
-            WriteKind::Sync {
-                group_id,
-                generation_id,
-                assignment,
-            } => {
+            WriteKind::Sync { group_id, generation_id, assignment } => {
                 if let Some(g) = self.groups.get_mut(&group_id) {
-                    let mut cx = Ctx {
-                        cfg: &self.config,
-                        now_ms,
-                        out,
-                    };
+                    let mut cx = Ctx { cfg: &self.config, now_ms, out };
                     g.on_sync_written(generation_id, &assignment, result, &mut cx);
                 }
             }
-            kind @ WriteKind::StaticReplace { .. } => {
-                self.complete_static_replace(kind, result, now_ms, out)
-            }
-            WriteKind::Commit {
-                ticket,
-                group_id,
-                results,
-                keys,
-            } => {
+            kind @ WriteKind::StaticReplace { .. } => self.complete_static_replace(kind, result, now_ms, out),
+            WriteKind::Commit { ticket, group_id, results, keys } => {
                 self.end_writes(&group_id, &keys);
                 out.reply(ticket, Reply::Commit(commit_outcome(results, &result)));
             }
-            WriteKind::DeleteOffsets {
-                ticket,
-                group_id,
-                results,
-                keys,
-            } => {
+            WriteKind::DeleteOffsets { ticket, group_id, results, keys } => {
                 self.end_writes(&group_id, &keys);
                 out.reply(ticket, Reply::DeleteOffsets(result.map(|()| results)));
             }
-            WriteKind::DeleteGroups {
-                ticket,
-                results,
-                deleted,
-            } => self.complete_delete_groups(ticket, results, deleted, result, now_ms, out),
+            WriteKind::DeleteGroups { ticket, results, deleted } => {
+                self.complete_delete_groups(ticket, results, deleted, result, now_ms, out)
+            }
             WriteKind::ConsumerHeartbeat { ticket, response } => {
                 out.reply(ticket, Reply::ConsumerHeartbeat(result.map(|()| response)));
             }
-            WriteKind::Expire {
-                group_id,
-                keys,
-                group_deleted,
-            } => {
+            WriteKind::Expire { group_id, keys, group_deleted } => {
                 self.end_writes(&group_id, &keys);
                 if result.is_err() && group_deleted {
                     if let Some(g) = self.groups.get_mut(&group_id) {
@@ -712,32 +555,15 @@ impl GroupCoordinator {
         }
     }
 
-    fn complete_static_replace(
-        &mut self,
-        kind: WriteKind,
-        result: Result<(), GroupError>,
-        now_ms: i64,
-        out: &mut Out,
-    ) {
+    fn complete_static_replace(&mut self, kind: WriteKind, result: Result<(), GroupError>, now_ms: i64, out: &mut Out) {
         let group_id = match &kind {
             WriteKind::StaticReplace { group_id, .. } => group_id.clone(),
             _ => return,
         };
         match self.groups.get_mut(&group_id) {
-            Some(g) => g.on_static_replace_written(
-                kind,
-                result,
-                &mut Ctx {
-                    cfg: &self.config,
-                    now_ms,
-                    out,
-                },
-            ),
+            Some(g) => g.on_static_replace_written(kind, result, &mut Ctx { cfg: &self.config, now_ms, out }),
             None => {
-                if let (Some(ticket), Some(reply)) = (
-                    kind.ticket(),
-                    kind.failed_reply(&GroupError::UnknownMemberId),
-                ) {
+                if let (Some(ticket), Some(reply)) = (kind.ticket(), kind.failed_reply(&GroupError::UnknownMemberId)) {
                     out.reply(ticket, reply);
                 }
             }
@@ -802,10 +628,7 @@ impl GroupCoordinator {
                 out.reply(ticket, reply);
             }
         }
-        Effects {
-            completions: out.completions,
-            writes: Vec::new(),
-        }
+        Effects { completions: out.completions, writes: Vec::new() }
     }
 
     /// Applies one durable record: the single path by which offsets change and deleted groups
@@ -813,14 +636,7 @@ impl GroupCoordinator {
     /// (it is already there); in replay they rebuild it.
     fn apply(&mut self, record: Record, now_ms: i64, replaying: bool) {
         match (record.key, record.value) {
-            (
-                RecordKey::Offset {
-                    group_id,
-                    topic,
-                    partition,
-                },
-                value,
-            ) => {
+            (RecordKey::Offset { group_id, topic, partition }, value) => {
                 let value = match value {
                     Some(RecordValue::Offset(v)) => Some(v),
                     _ => None,
@@ -832,36 +648,31 @@ impl GroupCoordinator {
                 if value.is_none() && !self.groups.contains_key(&group_id) {
                     return;
                 }
-                let group = self
-                    .groups
-                    .entry(group_id.clone())
-                    .or_insert_with(|| ClassicGroup::new(group_id, now_ms));
+                let group = self.groups.entry(group_id.clone()).or_insert_with(|| ClassicGroup::new(group_id, now_ms));
                 group.offsets.apply(tp, value);
             }
             (RecordKey::ConsumerGroup { group_id }, None) => {
                 self.consumer_groups.remove(&group_id);
             }
-            (key @ (RecordKey::ConsumerGroup { .. }
-            | RecordKey::ConsumerMember { .. }
-            | RecordKey::ConsumerTarget { .. }), value) => {
+            (
+                key @ (RecordKey::ConsumerGroup { .. }
+                | RecordKey::ConsumerMember { .. }
+                | RecordKey::ConsumerTarget { .. }),
+                value,
+            ) => {
                 if !replaying {
                     return;
                 }
                 let group_id = key.group_id().to_owned();
-                let group = self
-                    .consumer_groups
-                    .entry(group_id.clone())
-                    .or_insert_with(|| ConsumerGroup::new(group_id));
+                let group =
+                    self.consumer_groups.entry(group_id.clone()).or_insert_with(|| ConsumerGroup::new(group_id));
                 group.load(&key, value, &self.config, now_ms);
             }
             (RecordKey::Group { group_id }, None) => {
                 self.groups.remove(&group_id);
             }
             (RecordKey::Group { group_id }, Some(RecordValue::Group(v))) if replaying => {
-                let group = self
-                    .groups
-                    .entry(group_id.clone())
-                    .or_insert_with(|| ClassicGroup::new(group_id, now_ms));
+                let group = self.groups.entry(group_id.clone()).or_insert_with(|| ClassicGroup::new(group_id, now_ms));
                 group.load(v, now_ms);
             }
             (RecordKey::Group { .. }, Some(_)) => {}
@@ -880,49 +691,24 @@ impl GroupCoordinator {
         for (kind, records) in out.writes {
             let id = self.next_write_id;
             self.next_write_id = self.next_write_id.wrapping_add(1);
-            writes.push(Write {
-                id,
-                records: records.clone(),
-            });
+            writes.push(Write { id, records: records.clone() });
             self.writes.insert(id, (kind, records));
         }
-        Effects {
-            completions: out.completions,
-            writes,
-        }
+        Effects { completions: out.completions, writes }
     }
 
     /// Turns a step into its [`Step`]: `Done` if the request's own ticket was answered.
-    fn finish<T>(
-        &mut self,
-        ticket: Ticket,
-        out: Out,
-        pick: fn(Reply) -> Result<T, Box<Reply>>,
-    ) -> Step<T> {
+    fn finish<T>(&mut self, ticket: Ticket, out: Out, pick: fn(Reply) -> Result<T, Box<Reply>>) -> Step<T> {
         let mut effects = self.register(out);
         if let Some(pos) = effects.completions.iter().position(|c| c.ticket == ticket) {
             let completion = effects.completions.remove(pos);
             match pick(completion.reply) {
-                Ok(answer) => {
-                    return Step {
-                        outcome: Outcome::Done(answer),
-                        effects,
-                    }
-                }
+                Ok(answer) => return Step { outcome: Outcome::Done(answer), effects },
                 // Cannot happen: a ticket is only ever answered with its own API's reply.
-                Err(reply) => effects.completions.insert(
-                    pos,
-                    super::Completion {
-                        ticket,
-                        reply: *reply,
-                    },
-                ),
+                Err(reply) => effects.completions.insert(pos, super::Completion { ticket, reply: *reply }),
             }
         }
-        Step {
-            outcome: Outcome::Parked(ticket),
-            effects,
-        }
+        Step { outcome: Outcome::Parked(ticket), effects }
     }
 }
 
@@ -947,50 +733,31 @@ fn prepare_offset_delete(
             }
             Ok(())
         };
-        results.push(PartitionResult {
-            topic: tp.topic,
-            partition: tp.partition,
-            result,
-        });
+        results.push(PartitionResult { topic: tp.topic, partition: tp.partition, result });
     }
     if records.is_empty() {
         return out.reply(ticket, Reply::DeleteOffsets(Ok(results)));
     }
     offsets.begin_writes(&keys);
-    let kind = WriteKind::DeleteOffsets {
-        ticket,
-        group_id: group_id.to_owned(),
-        results,
-        keys,
-    };
+    let kind = WriteKind::DeleteOffsets { ticket, group_id: group_id.to_owned(), results, keys };
     out.writes.push((kind, records));
 }
 
 fn results_all(req: &CommitRequest, error: &GroupError) -> Vec<PartitionResult> {
     req.offsets
         .iter()
-        .map(|o| PartitionResult {
-            topic: o.topic.clone(),
-            partition: o.partition,
-            result: Err(error.clone()),
-        })
+        .map(|o| PartitionResult { topic: o.topic.clone(), partition: o.partition, result: Err(error.clone()) })
         .collect()
 }
 
 /// The written partitions take the write's result; the others keep their validation error.
-fn commit_outcome(
-    results: Vec<PartitionResult>,
-    write: &Result<(), GroupError>,
-) -> Vec<PartitionResult> {
+fn commit_outcome(results: Vec<PartitionResult>, write: &Result<(), GroupError>) -> Vec<PartitionResult> {
     match write {
         Ok(()) => results,
         Err(e) => results
             .into_iter()
             .map(|r| match r.result {
-                Ok(()) => PartitionResult {
-                    result: Err(e.clone()),
-                    ..r
-                },
+                Ok(()) => PartitionResult { result: Err(e.clone()), ..r },
                 Err(_) => r,
             })
             .collect(),

@@ -86,25 +86,16 @@ impl WriteKind {
     /// The answer to send if the coordinator gives up on this write (unload).
     pub(super) fn failed_reply(&self, error: &GroupError) -> Option<Reply> {
         let fail = |results: &[PartitionResult]| -> Vec<PartitionResult> {
-            results
-                .iter()
-                .map(|r| PartitionResult {
-                    result: Err(error.clone()),
-                    ..r.clone()
-                })
-                .collect()
+            results.iter().map(|r| PartitionResult { result: Err(error.clone()), ..r.clone() }).collect()
         };
         match self {
             Self::StaticReplace { .. } => Some(Reply::Join(Err(error.clone()))),
             Self::ConsumerHeartbeat { .. } => Some(Reply::ConsumerHeartbeat(Err(error.clone()))),
             Self::Commit { results, .. } => Some(Reply::Commit(fail(results))),
             Self::DeleteOffsets { .. } => Some(Reply::DeleteOffsets(Err(error.clone()))),
-            Self::DeleteGroups { results, .. } => Some(Reply::DeleteGroups(
-                results
-                    .iter()
-                    .map(|(g, _)| (g.clone(), Err(error.clone())))
-                    .collect(),
-            )),
+            Self::DeleteGroups { results, .. } => {
+                Some(Reply::DeleteGroups(results.iter().map(|(g, _)| (g.clone(), Err(error.clone()))).collect()))
+            }
             Self::Metadata | Self::Sync { .. } | Self::Expire { .. } => None,
         }
     }

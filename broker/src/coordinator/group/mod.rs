@@ -33,8 +33,7 @@ mod tests;
 use bytes::Bytes;
 
 pub use consumer::{
-    ConsumerDescribedMember, ConsumerGroupDescription, ConsumerHeartbeatRequest,
-    ConsumerHeartbeatResponse,
+    ConsumerDescribedMember, ConsumerGroupDescription, ConsumerHeartbeatRequest, ConsumerHeartbeatResponse,
 };
 pub use coordinator::GroupCoordinator;
 pub use records::TopicAssignment;

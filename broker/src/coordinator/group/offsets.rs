@@ -60,12 +60,7 @@ impl GroupOffsets {
     /// must tombstone.
     pub(super) fn all_keys(&self) -> Vec<TopicPartition> {
         let mut keys: Vec<TopicPartition> = self.committed.keys().cloned().collect();
-        keys.extend(
-            self.in_flight
-                .keys()
-                .filter(|tp| !self.committed.contains_key(tp))
-                .cloned(),
-        );
+        keys.extend(self.in_flight.keys().filter(|tp| !self.committed.contains_key(tp)).cloned());
         keys
     }
 
@@ -77,10 +72,7 @@ impl GroupOffsets {
     }
 
     pub(super) fn fetch_all(&self) -> Vec<FetchedOffset> {
-        self.committed
-            .iter()
-            .map(|(tp, v)| fetched(tp, v))
-            .collect()
+        self.committed.iter().map(|(tp, v)| fetched(tp, v)).collect()
     }
 
     /// Partitions whose offsets have outlived `retention_ms` since `base_ms(offset)`, skipping

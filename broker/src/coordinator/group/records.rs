@@ -79,25 +79,11 @@ pub enum RecordError {
 /// What a record is about.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub enum RecordKey {
-    Offset {
-        group_id: String,
-        topic: String,
-        partition: i32,
-    },
-    Group {
-        group_id: String,
-    },
-    ConsumerGroup {
-        group_id: String,
-    },
-    ConsumerMember {
-        group_id: String,
-        member_id: String,
-    },
-    ConsumerTarget {
-        group_id: String,
-        member_id: String,
-    },
+    Offset { group_id: String, topic: String, partition: i32 },
+    Group { group_id: String },
+    ConsumerGroup { group_id: String },
+    ConsumerMember { group_id: String, member_id: String },
+    ConsumerTarget { group_id: String, member_id: String },
 }
 
 impl RecordKey {
@@ -220,37 +206,22 @@ pub struct Record {
 impl Record {
     /// A committed offset.
     pub fn offset(tp: &super::TopicPartition, group_id: &str, value: OffsetValue) -> Self {
-        Self {
-            key: offset_key(group_id, tp),
-            value: Some(RecordValue::Offset(value)),
-        }
+        Self { key: offset_key(group_id, tp), value: Some(RecordValue::Offset(value)) }
     }
 
     /// Deletes a committed offset.
     pub fn offset_tombstone(group_id: &str, tp: &super::TopicPartition) -> Self {
-        Self {
-            key: offset_key(group_id, tp),
-            value: None,
-        }
+        Self { key: offset_key(group_id, tp), value: None }
     }
 
     /// Deletes a group's metadata.
     pub fn group_tombstone(group_id: &str) -> Self {
-        Self {
-            key: RecordKey::Group {
-                group_id: group_id.to_owned(),
-            },
-            value: None,
-        }
+        Self { key: RecordKey::Group { group_id: group_id.to_owned() }, value: None }
     }
 }
 
 fn offset_key(group_id: &str, tp: &super::TopicPartition) -> RecordKey {
-    RecordKey::Offset {
-        group_id: group_id.to_owned(),
-        topic: tp.topic.clone(),
-        partition: tp.partition,
-    }
+    RecordKey::Offset { group_id: group_id.to_owned(), topic: tp.topic.clone(), partition: tp.partition }
 }
 
 /// Encodes a record as (key bytes, value bytes or None for a tombstone).
@@ -273,10 +244,7 @@ pub fn decode(key: &[u8], value: Option<&[u8]>) -> Result<Record, RecordError> {
     let value = value.map(decode_value).transpose()?;
     if let Some(v) = &value {
         if v.record_type() != key.record_type() {
-            return Err(RecordError::TypeMismatch {
-                key: key.record_type(),
-                value: v.record_type(),
-            });
+            return Err(RecordError::TypeMismatch { key: key.record_type(), value: v.record_type() });
         }
     }
     Ok(Record { key, value })
@@ -285,24 +253,13 @@ pub fn decode(key: &[u8], value: Option<&[u8]>) -> Result<Record, RecordError> {
 fn encode_key(key: &RecordKey) -> Result<Vec<u8>, RecordError> {
     let mut w = Writer(vec![key.record_type(), VERSION_0]);
     match key {
-        RecordKey::Offset {
-            group_id,
-            topic,
-            partition,
-        } => {
+        RecordKey::Offset { group_id, topic, partition } => {
             w.str(group_id)?;
             w.str(topic)?;
             w.i32(*partition);
         }
         RecordKey::Group { group_id } | RecordKey::ConsumerGroup { group_id } => w.str(group_id)?,
-        RecordKey::ConsumerMember {
-            group_id,
-            member_id,
-        }
-        | RecordKey::ConsumerTarget {
-            group_id,
-            member_id,
-        } => {
+        RecordKey::ConsumerMember { group_id, member_id } | RecordKey::ConsumerTarget { group_id, member_id } => {
             w.str(group_id)?;
             w.str(member_id)?;
         }
@@ -404,20 +361,10 @@ fn decode_key(bytes: &[u8]) -> Result<RecordKey, RecordError> {
     let mut r = Reader(bytes);
     let record_type = r.header()?;
     let key = match record_type {
-        TYPE_OFFSET => RecordKey::Offset {
-            group_id: r.str()?,
-            topic: r.str()?,
-            partition: r.i32()?,
-        },
+        TYPE_OFFSET => RecordKey::Offset { group_id: r.str()?, topic: r.str()?, partition: r.i32()? },
         TYPE_CONSUMER_GROUP => RecordKey::ConsumerGroup { group_id: r.str()? },
-        TYPE_CONSUMER_MEMBER => RecordKey::ConsumerMember {
-            group_id: r.str()?,
-            member_id: r.str()?,
-        },
-        TYPE_CONSUMER_TARGET => RecordKey::ConsumerTarget {
-            group_id: r.str()?,
-            member_id: r.str()?,
-        },
+        TYPE_CONSUMER_MEMBER => RecordKey::ConsumerMember { group_id: r.str()?, member_id: r.str()? },
+        TYPE_CONSUMER_TARGET => RecordKey::ConsumerTarget { group_id: r.str()?, member_id: r.str()? },
         _ => RecordKey::Group { group_id: r.str()? },
     };
     r.finish()?;
@@ -441,11 +388,7 @@ fn decode_value(bytes: &[u8]) -> Result<RecordValue, RecordError> {
                 let topic = r.str()?;
                 partition_counts.insert(topic, r.i32()?);
             }
-            RecordValue::ConsumerGroup(ConsumerGroupValue {
-                group_epoch,
-                assignment_epoch,
-                partition_counts,
-            })
+            RecordValue::ConsumerGroup(ConsumerGroupValue { group_epoch, assignment_epoch, partition_counts })
         }
         TYPE_CONSUMER_MEMBER => RecordValue::ConsumerMember(decode_consumer_member(&mut r)?),
         TYPE_CONSUMER_TARGET => RecordValue::ConsumerTarget(r.assignment()?),
@@ -476,14 +419,7 @@ fn decode_group(r: &mut Reader<'_>) -> Result<GroupValue, RecordError> {
             assignment: r.bytes()?,
         });
     }
-    Ok(GroupValue {
-        protocol_type,
-        generation_id,
-        protocol_name,
-        leader_id,
-        state_timestamp_ms,
-        members,
-    })
+    Ok(GroupValue { protocol_type, generation_id, protocol_name, leader_id, state_timestamp_ms, members })
 }
 
 struct Writer(Vec<u8>);
@@ -562,10 +498,7 @@ impl Reader<'_> {
             return Err(RecordError::UnknownType(record_type));
         }
         if version != VERSION_0 {
-            return Err(RecordError::UnsupportedVersion {
-                record_type,
-                version,
-            });
+            return Err(RecordError::UnsupportedVersion { record_type, version });
         }
         Ok(record_type)
     }
@@ -636,9 +569,7 @@ mod tests {
 
     fn group_record() -> Record {
         Record {
-            key: RecordKey::Group {
-                group_id: "g".into(),
-            },
+            key: RecordKey::Group { group_id: "g".into() },
             value: Some(RecordValue::Group(GroupValue {
                 protocol_type: "consumer".into(),
                 generation_id: 7,
@@ -661,16 +592,8 @@ mod tests {
 
     #[test]
     fn round_trips_every_kind() {
-        let tp = TopicPartition {
-            topic: "t".into(),
-            partition: 3,
-        };
-        let offset = OffsetValue {
-            offset: 42,
-            leader_epoch: 5,
-            metadata: "m€".into(),
-            commit_timestamp_ms: 9,
-        };
+        let tp = TopicPartition { topic: "t".into(), partition: 3 };
+        let offset = OffsetValue { offset: 42, leader_epoch: 5, metadata: "m€".into(), commit_timestamp_ms: 9 };
         let assignment: TopicAssignment = [("t".to_string(), BTreeSet::from([0, 2]))].into();
         let member = ConsumerMemberValue {
             instance_id: Some("i".into()),
@@ -731,23 +654,11 @@ mod tests {
         assert_eq!(decode(&k, Some(&long)), Err(RecordError::TrailingBytes(1)));
         let mut newer = k.clone();
         newer[1] = 1;
-        assert!(matches!(
-            decode(&newer, None),
-            Err(RecordError::UnsupportedVersion { .. })
-        ));
+        assert!(matches!(decode(&newer, None), Err(RecordError::UnsupportedVersion { .. })));
         assert_eq!(decode(&[9, 0], None), Err(RecordError::UnknownType(9)));
-        let (offset_key, _) = encode(&Record::offset_tombstone(
-            "g",
-            &TopicPartition {
-                topic: "t".into(),
-                partition: 0,
-            },
-        ))
-        .unwrap();
-        assert!(matches!(
-            decode(&offset_key, Some(&v)),
-            Err(RecordError::TypeMismatch { .. })
-        ));
+        let (offset_key, _) =
+            encode(&Record::offset_tombstone("g", &TopicPartition { topic: "t".into(), partition: 0 })).unwrap();
+        assert!(matches!(decode(&offset_key, Some(&v)), Err(RecordError::TypeMismatch { .. })));
     }
 
     #[test]

@@ -27,20 +27,11 @@ fn subscription(topics: &[&str]) -> Bytes {
 }
 
 fn protocols(names: &[&str]) -> Vec<Protocol> {
-    names
-        .iter()
-        .map(|n| Protocol {
-            name: (*n).to_owned(),
-            metadata: subscription(&["t"]),
-        })
-        .collect()
+    names.iter().map(|n| Protocol { name: (*n).to_owned(), metadata: subscription(&["t"]) }).collect()
 }
 
 fn tp(topic: &str, partition: i32) -> TopicPartition {
-    TopicPartition {
-        topic: topic.into(),
-        partition,
-    }
+    TopicPartition { topic: topic.into(), partition }
 }
 
 struct Harness {
@@ -58,10 +49,7 @@ struct Harness {
 
 impl Harness {
     fn new() -> Self {
-        Self::with(GroupConfig {
-            initial_rebalance_delay_ms: DELAY_MS,
-            ..GroupConfig::default()
-        })
+        Self::with(GroupConfig { initial_rebalance_delay_ms: DELAY_MS, ..GroupConfig::default() })
     }
 
     fn with(config: GroupConfig) -> Self {
@@ -78,11 +66,7 @@ impl Harness {
 
     fn absorb(&mut self, effects: Effects) {
         for c in effects.completions {
-            assert!(
-                self.answered.insert(c.ticket, c.reply).is_none(),
-                "ticket {} answered twice",
-                c.ticket
-            );
+            assert!(self.answered.insert(c.ticket, c.reply).is_none(), "ticket {} answered twice", c.ticket);
         }
         self.queued.extend(effects.writes);
         if self.auto_flush {
@@ -134,13 +118,7 @@ impl Harness {
         panic!("the initial delay never ended");
     }
 
-    fn join_req(
-        &self,
-        group: &str,
-        member: &str,
-        instance: Option<&str>,
-        protos: &[&str],
-    ) -> JoinRequest {
+    fn join_req(&self, group: &str, member: &str, instance: Option<&str>, protos: &[&str]) -> JoinRequest {
         JoinRequest {
             group_id: group.into(),
             member_id: member.into(),
@@ -258,15 +236,10 @@ impl Harness {
     /// and syncs in which the leader assigns `asg-<i>` to member i. Returns (generation, ids).
     fn stable_group(&mut self, group: &str, n: usize) -> (i32, Vec<String>) {
         let ids: Vec<String> = (0..n).map(|_| self.member_id(group)).collect();
-        let tickets: Vec<Ticket> = ids
-            .iter()
-            .map(|id| self.parked_join(self.join_req(group, id, None, &["range"])))
-            .collect();
+        let tickets: Vec<Ticket> =
+            ids.iter().map(|id| self.parked_join(self.join_req(group, id, None, &["range"]))).collect();
         self.end_initial_delay(group);
-        let answers: Vec<JoinResponse> = tickets
-            .iter()
-            .map(|t| self.join_answer(*t).unwrap())
-            .collect();
+        let answers: Vec<JoinResponse> = tickets.iter().map(|t| self.join_answer(*t).unwrap()).collect();
         let generation = answers[0].generation_id;
         let leader = answers[0].leader_id.clone();
         self.sync_all(group, generation, &leader, &ids);
@@ -282,26 +255,17 @@ impl Harness {
                 other => panic!("follower sync should park, got {other:?}"),
             }
         }
-        let assignments: Vec<(String, Bytes)> = ids
-            .iter()
-            .enumerate()
-            .map(|(i, id)| (id.clone(), Bytes::from(format!("asg-{i}"))))
-            .collect();
+        let assignments: Vec<(String, Bytes)> =
+            ids.iter().enumerate().map(|(i, id)| (id.clone(), Bytes::from(format!("asg-{i}")))).collect();
         let leader_answer = match self.sync(group, leader, generation, assignments) {
             Outcome::Done(r) => r.unwrap(), // auto-flushed: durable within the call
             Outcome::Parked(t) => self.sync_answer(t).unwrap(),
         };
         let leader_index = ids.iter().position(|id| id == leader).unwrap();
-        assert_eq!(
-            leader_answer.assignment,
-            Bytes::from(format!("asg-{leader_index}"))
-        );
+        assert_eq!(leader_answer.assignment, Bytes::from(format!("asg-{leader_index}")));
         for (id, t) in tickets {
             let i = ids.iter().position(|x| *x == id).unwrap();
-            assert_eq!(
-                self.sync_answer(t).unwrap().assignment,
-                Bytes::from(format!("asg-{i}"))
-            );
+            assert_eq!(self.sync_answer(t).unwrap().assignment, Bytes::from(format!("asg-{i}")));
         }
         assert_eq!(self.state(group), GroupState::Stable);
     }
@@ -329,13 +293,7 @@ fn pick_delete_offsets(r: Reply) -> Option<Result<Vec<PartitionResult>, GroupErr
 }
 
 fn offset(topic: &str, partition: i32, offset: i64, metadata: Option<&str>) -> CommitOffset {
-    CommitOffset {
-        topic: topic.into(),
-        partition,
-        offset,
-        leader_epoch: 3,
-        metadata: metadata.map(str::to_owned),
-    }
+    CommitOffset { topic: topic.into(), partition, offset, leader_epoch: 3, metadata: metadata.map(str::to_owned) }
 }
 
 #[test]
@@ -346,18 +304,11 @@ fn kip_394_two_step_join() {
     let t = h.parked_join(h.join_req("g", &id, None, &["range"]));
     assert_eq!(h.state("g"), GroupState::PreparingRebalance);
     h.advance(DELAY_MS - 1);
-    assert!(
-        !h.answered.contains_key(&t),
-        "the initial delay holds the join"
-    );
+    assert!(!h.answered.contains_key(&t), "the initial delay holds the join");
     h.advance(1);
     let answer = h.join_answer(t).unwrap();
     assert_eq!(
-        (
-            answer.generation_id,
-            answer.leader_id.as_str(),
-            answer.member_id.as_str()
-        ),
+        (answer.generation_id, answer.leader_id.as_str(), answer.member_id.as_str()),
         (1, id.as_str(), id.as_str())
     );
     assert_eq!(answer.members.len(), 1);
@@ -376,10 +327,7 @@ fn two_members_one_leader_both_assigned_and_protocol_voted() {
     let ta = h.parked_join(h.join_req("g", &a, None, &["range", "sticky"]));
     let tb = h.parked_join(h.join_req("g", &b, None, &["sticky"]));
     h.advance(DELAY_MS);
-    assert!(
-        h.answered.is_empty(),
-        "a member arrived during the delay: it is extended once"
-    );
+    assert!(h.answered.is_empty(), "a member arrived during the delay: it is extended once");
     h.advance(DELAY_MS);
     let (ja, jb) = (h.join_answer(ta).unwrap(), h.join_answer(tb).unwrap());
     assert_eq!(ja.generation_id, 1);
@@ -387,11 +335,7 @@ fn two_members_one_leader_both_assigned_and_protocol_voted() {
     assert_eq!(ja.leader_id, jb.leader_id);
     // Only "sticky" is supported by both.
     assert_eq!(ja.protocol_name.as_deref(), Some("sticky"));
-    let (leader, follower) = if ja.leader_id == a {
-        (ja, jb)
-    } else {
-        (jb, ja)
-    };
+    let (leader, follower) = if ja.leader_id == a { (ja, jb) } else { (jb, ja) };
     assert_eq!(leader.members.len(), 2, "the leader gets the member list");
     assert!(follower.members.is_empty(), "followers do not");
     // The leader assigns only to itself: the follower still gets (empty) bytes.
@@ -400,31 +344,17 @@ fn two_members_one_leader_both_assigned_and_protocol_voted() {
         other => panic!("{other:?}"),
     };
     h.auto_flush = false;
-    let tl = match h.sync(
-        "g",
-        &leader.member_id,
-        1,
-        vec![(leader.member_id.clone(), Bytes::from_static(b"L"))],
-    ) {
+    let tl = match h.sync("g", &leader.member_id, 1, vec![(leader.member_id.clone(), Bytes::from_static(b"L"))]) {
         Outcome::Parked(t) => t,
         other => panic!("{other:?}"),
     };
-    assert!(
-        h.answered.is_empty(),
-        "nobody is answered before the assignment is durable"
-    );
+    assert!(h.answered.is_empty(), "nobody is answered before the assignment is durable");
     assert_eq!(h.state("g"), GroupState::CompletingRebalance);
     h.flush();
-    assert_eq!(
-        h.sync_answer(tl).unwrap().assignment,
-        Bytes::from_static(b"L")
-    );
+    assert_eq!(h.sync_answer(tl).unwrap().assignment, Bytes::from_static(b"L"));
     assert_eq!(h.sync_answer(tf).unwrap().assignment, Bytes::new());
     assert_eq!(h.state("g"), GroupState::Stable);
-    assert!(matches!(
-        h.log.last().map(|r| &r.key),
-        Some(records::RecordKey::Group { .. })
-    ));
+    assert!(matches!(h.log.last().map(|r| &r.key), Some(records::RecordKey::Group { .. })));
 }
 
 #[test]
@@ -436,28 +366,19 @@ fn third_member_triggers_rebalance_and_generation_increments() {
     let tc = h.parked_join(h.join_req("g", &c, None, &["range"]));
     assert_eq!(h.state("g"), GroupState::PreparingRebalance);
     for id in &ids {
-        assert_eq!(
-            h.heartbeat("g", id, 1),
-            Err(GroupError::RebalanceInProgress)
-        );
+        assert_eq!(h.heartbeat("g", id, 1), Err(GroupError::RebalanceInProgress));
     }
     let t0 = h.parked_join(h.join_req("g", &ids[0], None, &["range"]));
     assert!(!h.answered.contains_key(&t0));
     let t1 = h.parked_join(h.join_req("g", &ids[1], None, &["range"]));
     // Everyone is in: the join phase ends at once (no initial delay for a non-empty group).
-    let answers: Vec<JoinResponse> = [t0, t1, tc]
-        .iter()
-        .map(|t| h.join_answer(*t).unwrap())
-        .collect();
+    let answers: Vec<JoinResponse> = [t0, t1, tc].iter().map(|t| h.join_answer(*t).unwrap()).collect();
     assert!(answers.iter().all(|a| a.generation_id == 2));
     assert_eq!(answers.iter().filter(|a| !a.members.is_empty()).count(), 1);
     let leader = answers[0].leader_id.clone();
     let all = vec![ids[0].clone(), ids[1].clone(), c];
     h.sync_all("g", 2, &leader, &all);
-    assert_eq!(
-        h.heartbeat("g", &ids[0], 1),
-        Err(GroupError::IllegalGeneration)
-    );
+    assert_eq!(h.heartbeat("g", &ids[0], 1), Err(GroupError::IllegalGeneration));
     assert_eq!(h.heartbeat("g", &ids[0], 2), Ok(()));
 }
 
@@ -473,14 +394,8 @@ fn session_timeout_removes_member_and_rebalances() {
     h.advance(i64::from(SESSION_MS) - 3 * (i64::from(SESSION_MS) / 3));
     // ids[1] has now been silent for its whole session timeout.
     assert_eq!(h.state("g"), GroupState::PreparingRebalance);
-    assert_eq!(
-        h.heartbeat("g", &ids[1], 1),
-        Err(GroupError::UnknownMemberId)
-    );
-    assert_eq!(
-        h.heartbeat("g", &ids[0], 1),
-        Err(GroupError::RebalanceInProgress)
-    );
+    assert_eq!(h.heartbeat("g", &ids[1], 1), Err(GroupError::UnknownMemberId));
+    assert_eq!(h.heartbeat("g", &ids[0], 1), Err(GroupError::RebalanceInProgress));
     let t = h.parked_join(h.join_req("g", &ids[0], None, &["range"]));
     let answer = h.join_answer(t).unwrap();
     assert_eq!((answer.generation_id, answer.members.len()), (2, 1));
@@ -498,10 +413,7 @@ fn rebalance_timeout_kicks_member_that_never_rejoins() {
     while waited + 3_000 < i64::from(REBALANCE_MS) {
         h.advance(3_000);
         waited += 3_000;
-        assert_eq!(
-            h.heartbeat("g", &ids[1], 1),
-            Err(GroupError::RebalanceInProgress)
-        );
+        assert_eq!(h.heartbeat("g", &ids[1], 1), Err(GroupError::RebalanceInProgress));
     }
     assert!(!h.answered.contains_key(&t0));
     h.advance(i64::from(REBALANCE_MS) - waited);
@@ -513,10 +425,7 @@ fn rebalance_timeout_kicks_member_that_never_rejoins() {
     let mut expected = vec![ids[0].clone(), c];
     expected.sort();
     assert_eq!(members, expected);
-    assert_eq!(
-        h.heartbeat("g", &ids[1], 2),
-        Err(GroupError::UnknownMemberId)
-    );
+    assert_eq!(h.heartbeat("g", &ids[1], 2), Err(GroupError::UnknownMemberId));
 }
 
 #[test]
@@ -526,30 +435,16 @@ fn static_member_restart_keeps_assignment_without_rebalance() {
     let tb = h.parked_join(h.join_req("g", "", Some("i-b"), &["range"]));
     h.end_initial_delay("g");
     let (ja, jb) = (h.join_answer(ta).unwrap(), h.join_answer(tb).unwrap());
-    assert!(
-        ja.member_id.starts_with("i-a-"),
-        "static ids start with the instance id"
-    );
+    assert!(ja.member_id.starts_with("i-a-"), "static ids start with the instance id");
     let ids = vec![ja.member_id.clone(), jb.member_id.clone()];
     h.sync_all("g", 1, &ja.leader_id, &ids);
-    let follower = if ja.leader_id == ja.member_id {
-        &jb
-    } else {
-        &ja
-    };
-    let instance = if follower.member_id == ja.member_id {
-        "i-a"
-    } else {
-        "i-b"
-    };
+    let follower = if ja.leader_id == ja.member_id { &jb } else { &ja };
+    let instance = if follower.member_id == ja.member_id { "i-a" } else { "i-b" };
     let index = ids.iter().position(|id| *id == follower.member_id).unwrap();
     // The follower restarts: no member id, same instance id, same protocols.
     h.auto_flush = false;
     let t = h.parked_join(h.join_req("g", "", Some(instance), &["range"]));
-    assert!(
-        !h.answered.contains_key(&t),
-        "answered only once the new id is durable"
-    );
+    assert!(!h.answered.contains_key(&t), "answered only once the new id is durable");
     h.flush();
     let rejoined = h.join_answer(t).unwrap();
     assert_ne!(rejoined.member_id, follower.member_id);
@@ -561,21 +456,14 @@ fn static_member_restart_keeps_assignment_without_rebalance() {
         other => panic!("{other:?}"),
     }
     let leader = ja.leader_id.clone();
-    assert_eq!(
-        h.heartbeat("g", &leader, 1),
-        Ok(()),
-        "the others see no rebalance"
-    );
+    assert_eq!(h.heartbeat("g", &leader, 1), Ok(()), "the others see no rebalance");
     let old = HeartbeatRequest {
         group_id: "g".into(),
         member_id: follower.member_id.clone(),
         generation_id: 1,
         group_instance_id: Some(instance.into()),
     };
-    assert_eq!(
-        h.c.heartbeat(&old, h.now),
-        Err(GroupError::FencedInstanceId)
-    );
+    assert_eq!(h.c.heartbeat(&old, h.now), Err(GroupError::FencedInstanceId));
 }
 
 #[test]
@@ -584,20 +472,12 @@ fn static_leader_restart_before_v9_is_told_the_old_leader() {
     let t = h.parked_join(h.join_req("g", "", Some("i-a"), &["range"]));
     h.advance(DELAY_MS);
     let first = h.join_answer(t).unwrap();
-    h.sync_all(
-        "g",
-        1,
-        &first.member_id,
-        std::slice::from_ref(&first.member_id),
-    );
+    h.sync_all("g", 1, &first.member_id, std::slice::from_ref(&first.member_id));
     let mut req = h.join_req("g", "", Some("i-a"), &["range"]);
     req.supports_skip_assignment = false;
     match h.join(req) {
         Outcome::Done(Ok(r)) => {
-            assert_eq!(
-                r.leader_id, first.member_id,
-                "the old id, so the client does not reassign"
-            );
+            assert_eq!(r.leader_id, first.member_id, "the old id, so the client does not reassign");
             assert!(r.members.is_empty());
         }
         other => panic!("{other:?}"),
@@ -619,45 +499,23 @@ fn batched_leave_rebalances() {
     let (result, effects) = h.c.leave(
         "g",
         vec![
-            LeaveMember {
-                member_id: ids[1].clone(),
-                group_instance_id: None,
-            },
-            LeaveMember {
-                member_id: ids[2].clone(),
-                group_instance_id: None,
-            },
-            LeaveMember {
-                member_id: "ghost".into(),
-                group_instance_id: None,
-            },
+            LeaveMember { member_id: ids[1].clone(), group_instance_id: None },
+            LeaveMember { member_id: ids[2].clone(), group_instance_id: None },
+            LeaveMember { member_id: "ghost".into(), group_instance_id: None },
         ],
         h.now,
     );
     h.absorb(effects);
-    let results: Vec<Result<(), GroupError>> =
-        result.unwrap().into_iter().map(|r| r.result).collect();
-    assert_eq!(
-        results,
-        vec![Ok(()), Ok(()), Err(GroupError::UnknownMemberId)]
-    );
+    let results: Vec<Result<(), GroupError>> = result.unwrap().into_iter().map(|r| r.result).collect();
+    assert_eq!(results, vec![Ok(()), Ok(()), Err(GroupError::UnknownMemberId)]);
     assert_eq!(h.state("g"), GroupState::PreparingRebalance);
-    assert_eq!(
-        h.heartbeat("g", &ids[0], 1),
-        Err(GroupError::RebalanceInProgress)
-    );
+    assert_eq!(h.heartbeat("g", &ids[0], 1), Err(GroupError::RebalanceInProgress));
     let t = h.parked_join(h.join_req("g", &ids[0], None, &["range"]));
     let answer = h.join_answer(t).unwrap();
     assert_eq!((answer.generation_id, answer.members.len()), (2, 1));
     // The last member leaves: the group becomes Empty, and that is recorded.
-    let (result, effects) = h.c.leave(
-        "g",
-        vec![LeaveMember {
-            member_id: ids[0].clone(),
-            group_instance_id: None,
-        }],
-        h.now,
-    );
+    let (result, effects) =
+        h.c.leave("g", vec![LeaveMember { member_id: ids[0].clone(), group_instance_id: None }], h.now);
     h.absorb(effects);
     assert!(result.unwrap()[0].result.is_ok());
     assert_eq!(h.state("g"), GroupState::Empty);
@@ -670,20 +528,11 @@ fn inconsistent_group_protocol() {
     let (_, ids) = h.stable_group("g", 1);
     let mut other_type = h.join_req("g", "", None, &["range"]);
     other_type.protocol_type = "connect".into();
-    assert_eq!(
-        h.join(other_type),
-        Outcome::Done(Err(GroupError::InconsistentGroupProtocol))
-    );
+    assert_eq!(h.join(other_type), Outcome::Done(Err(GroupError::InconsistentGroupProtocol)));
     let no_common = h.join_req("g", "", None, &["roundrobin"]);
-    assert_eq!(
-        h.join(no_common),
-        Outcome::Done(Err(GroupError::InconsistentGroupProtocol))
-    );
+    assert_eq!(h.join(no_common), Outcome::Done(Err(GroupError::InconsistentGroupProtocol)));
     let none = h.join_req("new", "", None, &[]);
-    assert_eq!(
-        h.join(none),
-        Outcome::Done(Err(GroupError::InconsistentGroupProtocol))
-    );
+    assert_eq!(h.join(none), Outcome::Done(Err(GroupError::InconsistentGroupProtocol)));
     let req = SyncRequest {
         group_id: "g".into(),
         member_id: ids[0].clone(),
@@ -694,25 +543,16 @@ fn inconsistent_group_protocol() {
         assignments: Vec::new(),
     };
     let s = h.c.sync(req, h.now);
-    assert_eq!(
-        h.step(s, pick_sync),
-        Outcome::Done(Err(GroupError::InconsistentGroupProtocol))
-    );
+    assert_eq!(h.step(s, pick_sync), Outcome::Done(Err(GroupError::InconsistentGroupProtocol)));
 }
 
 #[test]
 fn join_limits_session_timeout_and_group_size() {
-    let mut h = Harness::with(GroupConfig {
-        max_size: 1,
-        initial_rebalance_delay_ms: DELAY_MS,
-        ..GroupConfig::default()
-    });
+    let mut h =
+        Harness::with(GroupConfig { max_size: 1, initial_rebalance_delay_ms: DELAY_MS, ..GroupConfig::default() });
     let mut req = h.join_req("g", "", None, &["range"]);
     req.session_timeout_ms = 5_999;
-    assert_eq!(
-        h.join(req),
-        Outcome::Done(Err(GroupError::InvalidSessionTimeout))
-    );
+    assert_eq!(h.join(req), Outcome::Done(Err(GroupError::InvalidSessionTimeout)));
     let (_, _) = h.stable_group("g", 1);
     // A full group turns a new member away at its first JoinGroup already.
     let r = h.join(h.join_req("g", "", None, &["range"]));
@@ -721,16 +561,10 @@ fn join_limits_session_timeout_and_group_size() {
 
 #[test]
 fn groups_per_coordinator_are_capped() {
-    let mut h = Harness::with(GroupConfig {
-        groups_max: 2,
-        ..GroupConfig::default()
-    });
+    let mut h = Harness::with(GroupConfig { groups_max: 2, ..GroupConfig::default() });
     h.member_id("g1");
     h.member_id("g2");
-    assert_eq!(
-        h.join(h.join_req("g3", "", None, &["range"])),
-        Outcome::Done(Err(GroupError::GroupsMaxReached))
-    );
+    assert_eq!(h.join(h.join_req("g3", "", None, &["range"])), Outcome::Done(Err(GroupError::GroupsMaxReached)));
     let simple = h.commit("g4", "", -1, vec![offset("t", 0, 1, None)]);
     assert_eq!(
         simple,
@@ -752,11 +586,7 @@ fn offset_commit_validation_and_metadata_round_trip() {
         "g",
         &ids[0],
         1,
-        vec![
-            offset("t", 0, 10, Some("m-0")),
-            offset("t", 1, 11, Some(&too_long)),
-            offset("t", 2, 12, None),
-        ],
+        vec![offset("t", 0, 10, Some("m-0")), offset("t", 1, 11, Some(&too_long)), offset("t", 2, 12, None)],
     ) {
         Outcome::Parked(t) => t,
         other => panic!("{other:?}"),
@@ -768,51 +598,25 @@ fn offset_commit_validation_and_metadata_round_trip() {
         Some(Reply::Commit(r)) => r.into_iter().map(|p| p.result).collect(),
         other => panic!("{other:?}"),
     };
-    assert_eq!(
-        results,
-        vec![Ok(()), Err(GroupError::OffsetMetadataTooLarge), Ok(())]
-    );
+    assert_eq!(results, vec![Ok(()), Err(GroupError::OffsetMetadataTooLarge), Ok(())]);
     h.auto_flush = true;
-    let fetched =
-        h.c.fetch_offsets("g", Some(&[tp("t", 0), tp("t", 1), tp("t", 2), tp("u", 0)]))
-            .unwrap();
-    let seen: Vec<(i64, i32, &str)> = fetched
-        .iter()
-        .map(|f| (f.offset, f.leader_epoch, f.metadata.as_str()))
-        .collect();
-    assert_eq!(
-        seen,
-        vec![(10, 3, "m-0"), (-1, -1, ""), (12, 3, ""), (-1, -1, "")]
-    );
+    let fetched = h.c.fetch_offsets("g", Some(&[tp("t", 0), tp("t", 1), tp("t", 2), tp("u", 0)])).unwrap();
+    let seen: Vec<(i64, i32, &str)> = fetched.iter().map(|f| (f.offset, f.leader_epoch, f.metadata.as_str())).collect();
+    assert_eq!(seen, vec![(10, 3, "m-0"), (-1, -1, ""), (12, 3, ""), (-1, -1, "")]);
     assert_eq!(h.c.fetch_offsets("g", None).unwrap().len(), 2);
-    assert_eq!(
-        h.c.fetch_offsets("nope", Some(&[tp("t", 0)])).unwrap()[0].offset,
-        -1
-    );
+    assert_eq!(h.c.fetch_offsets("nope", Some(&[tp("t", 0)])).unwrap()[0].offset, -1);
     // Wrong generation, unknown member, a simple commit to a group with members.
     let err = |o: Outcome<Vec<PartitionResult>>| match o {
         Outcome::Done(r) => r[0].result.clone(),
         Outcome::Parked(_) => panic!("parked"),
     };
-    assert_eq!(
-        err(h.commit("g", &ids[0], 0, vec![offset("t", 0, 1, None)])),
-        Err(GroupError::IllegalGeneration)
-    );
-    assert_eq!(
-        err(h.commit("g", "ghost", 1, vec![offset("t", 0, 1, None)])),
-        Err(GroupError::UnknownMemberId)
-    );
-    assert_eq!(
-        err(h.commit("g", "", -1, vec![offset("t", 0, 1, None)])),
-        Err(GroupError::UnknownMemberId)
-    );
+    assert_eq!(err(h.commit("g", &ids[0], 0, vec![offset("t", 0, 1, None)])), Err(GroupError::IllegalGeneration));
+    assert_eq!(err(h.commit("g", "ghost", 1, vec![offset("t", 0, 1, None)])), Err(GroupError::UnknownMemberId));
+    assert_eq!(err(h.commit("g", "", -1, vec![offset("t", 0, 1, None)])), Err(GroupError::UnknownMemberId));
     // During PreparingRebalance the current generation may still commit (commit on revoke)...
     let other = h.member_id("g");
     let t_other = h.parked_join(h.join_req("g", &other, None, &["range"]));
-    assert_eq!(
-        err(h.commit("g", &ids[0], 1, vec![offset("t", 0, 20, None)])),
-        Ok(())
-    );
+    assert_eq!(err(h.commit("g", &ids[0], 1, vec![offset("t", 0, 20, None)])), Ok(()));
     // ...but not during CompletingRebalance.
     let t0 = h.parked_join(h.join_req("g", &ids[0], None, &["range"]));
     let generation = h.join_answer(t0).unwrap().generation_id;
@@ -860,58 +664,30 @@ fn delete_groups_only_when_empty() {
     let (_, ids) = h.stable_group("busy", 1);
     h.commit("busy", &ids[0], 1, vec![offset("t", 0, 1, None)]);
     h.commit("idle", "", -1, vec![offset("t", 0, 7, None)]);
-    let s =
-        h.c.delete_groups(vec!["busy".into(), "idle".into(), "ghost".into()], h.now);
+    let s = h.c.delete_groups(vec!["busy".into(), "idle".into(), "ghost".into()], h.now);
     let results = match h.step(s, pick_delete_groups) {
         Outcome::Done(r) => r,
         other => panic!("{other:?}"),
     };
     let results: Vec<Result<(), GroupError>> = results.into_iter().map(|(_, r)| r).collect();
-    assert_eq!(
-        results,
-        vec![
-            Err(GroupError::NonEmptyGroup),
-            Ok(()),
-            Err(GroupError::GroupIdNotFound)
-        ]
-    );
+    assert_eq!(results, vec![Err(GroupError::NonEmptyGroup), Ok(()), Err(GroupError::GroupIdNotFound)]);
     assert!(h.c.describe_group("idle").is_err());
-    assert_eq!(
-        h.c.fetch_offsets("idle", Some(&[tp("t", 0)])).unwrap()[0].offset,
-        -1
-    );
-    assert_eq!(
-        h.c.fetch_offsets("busy", Some(&[tp("t", 0)])).unwrap()[0].offset,
-        1
-    );
+    assert_eq!(h.c.fetch_offsets("idle", Some(&[tp("t", 0)])).unwrap()[0].offset, -1);
+    assert_eq!(h.c.fetch_offsets("busy", Some(&[tp("t", 0)])).unwrap()[0].offset, 1);
 }
 
 #[test]
 fn delete_offsets_respects_subscriptions() {
     let mut h = Harness::new();
     let (_, ids) = h.stable_group("g", 1); // subscribed to "t"
-    h.commit(
-        "g",
-        &ids[0],
-        1,
-        vec![offset("t", 0, 1, None), offset("old", 0, 2, None)],
-    );
-    let s =
-        h.c.delete_offsets("g", vec![tp("t", 0), tp("old", 0)], h.now);
+    h.commit("g", &ids[0], 1, vec![offset("t", 0, 1, None), offset("old", 0, 2, None)]);
+    let s = h.c.delete_offsets("g", vec![tp("t", 0), tp("old", 0)], h.now);
     let results: Vec<Result<(), GroupError>> = match h.step(s, pick_delete_offsets) {
         Outcome::Done(Ok(r)) => r.into_iter().map(|p| p.result).collect(),
         other => panic!("{other:?}"),
     };
-    assert_eq!(
-        results,
-        vec![Err(GroupError::GroupSubscribedToTopic), Ok(())]
-    );
-    let left: Vec<String> =
-        h.c.fetch_offsets("g", None)
-            .unwrap()
-            .into_iter()
-            .map(|f| f.topic)
-            .collect();
+    assert_eq!(results, vec![Err(GroupError::GroupSubscribedToTopic), Ok(())]);
+    let left: Vec<String> = h.c.fetch_offsets("g", None).unwrap().into_iter().map(|f| f.topic).collect();
     assert_eq!(left, vec!["t".to_owned()]);
 }
 
@@ -929,28 +705,15 @@ fn offsets_of_empty_groups_expire_after_retention() {
     h.commit("simple", "", -1, vec![offset("t", 0, 4, None)]);
     // A Stable group subscribed to "t" keeps its offsets however old they are.
     h.advance(retention_ms * 2);
-    assert_eq!(
-        h.heartbeat("g", &ids[0], 1),
-        Err(GroupError::UnknownMemberId),
-        "session long gone"
-    );
+    assert_eq!(h.heartbeat("g", &ids[0], 1), Err(GroupError::UnknownMemberId), "session long gone");
     // The simple group's offsets expired with their commit; the group went with them.
     assert!(h.c.describe_group("simple").is_err());
     // "g" became Empty when its member timed out; its clock starts then.
     assert_eq!(h.state("g"), GroupState::Empty);
-    assert_eq!(
-        h.c.fetch_offsets("g", Some(&[tp("t", 0)])).unwrap()[0].offset,
-        9
-    );
+    assert_eq!(h.c.fetch_offsets("g", Some(&[tp("t", 0)])).unwrap()[0].offset, 9);
     h.advance(retention_ms);
-    assert_eq!(
-        h.c.fetch_offsets("g", Some(&[tp("t", 0)])).unwrap()[0].offset,
-        -1
-    );
-    assert!(
-        h.c.describe_group("g").is_err(),
-        "an Empty group without offsets is deleted"
-    );
+    assert_eq!(h.c.fetch_offsets("g", Some(&[tp("t", 0)])).unwrap()[0].offset, -1);
+    assert!(h.c.describe_group("g").is_err(), "an Empty group without offsets is deleted");
     let tombstones = h.log.iter().filter(|r| r.value.is_none()).count();
     assert_eq!(tombstones, 4, "two offsets and two groups");
 }
@@ -980,8 +743,7 @@ fn sync_failure_is_reported_and_group_rebalances() {
         other => panic!("{other:?}"),
     };
     let w = h.queued.pop_front().unwrap();
-    let effects =
-        h.c.write_completed(w.id, Err(GroupError::NotCoordinator), h.now);
+    let effects = h.c.write_completed(w.id, Err(GroupError::NotCoordinator), h.now);
     h.absorb(effects);
     assert_eq!(h.sync_answer(ts), Err(GroupError::NotCoordinator));
     assert_eq!(h.state("g"), GroupState::PreparingRebalance);
@@ -1001,9 +763,7 @@ fn abandon_answers_every_parked_request() {
     assert!(effects.writes.is_empty());
     h.absorb(effects);
     assert_eq!(h.join_answer(t), Err(GroupError::NotCoordinator));
-    assert!(
-        matches!(h.answered.remove(&tc), Some(Reply::Commit(r)) if r[0].result == Err(GroupError::NotCoordinator))
-    );
+    assert!(matches!(h.answered.remove(&tc), Some(Reply::Commit(r)) if r[0].result == Err(GroupError::NotCoordinator)));
 }
 
 /// What a client could observe of a coordinator: every group's description and offsets.
@@ -1023,46 +783,25 @@ fn replaying_the_log_rebuilds_the_same_state() {
     let mut h = Harness::new();
     // A Stable consumer group with offsets, committed twice for one partition.
     let (_, ids) = h.stable_group("stable", 2);
-    h.commit(
-        "stable",
-        &ids[0],
-        1,
-        vec![offset("t", 0, 10, Some("a")), offset("t", 1, 11, None)],
-    );
+    h.commit("stable", &ids[0], 1, vec![offset("t", 0, 10, Some("a")), offset("t", 1, 11, None)]);
     h.commit("stable", &ids[1], 1, vec![offset("t", 0, 15, Some("b"))]);
     // A static group whose member restarted (new member id, no rebalance).
     let t = h.parked_join(h.join_req("static", "", Some("i-1"), &["range"]));
     h.advance(DELAY_MS);
     let first = h.join_answer(t).unwrap();
-    h.sync_all(
-        "static",
-        1,
-        &first.member_id,
-        std::slice::from_ref(&first.member_id),
-    );
+    h.sync_all("static", 1, &first.member_id, std::slice::from_ref(&first.member_id));
     let t = h.parked_join(h.join_req("static", "", Some("i-1"), &["range"]));
     let restarted = h.join_answer(t).unwrap();
     assert_ne!(restarted.member_id, first.member_id);
     // A simple group with one offset deleted; a group emptied by its last member leaving; a
     // deleted group.
-    h.commit(
-        "simple",
-        "",
-        -1,
-        vec![offset("t", 0, 1, None), offset("t", 1, 2, Some("x"))],
-    );
+    h.commit("simple", "", -1, vec![offset("t", 0, 1, None), offset("t", 1, 2, Some("x"))]);
     let s = h.c.delete_offsets("simple", vec![tp("t", 0)], h.now);
     h.step(s, pick_delete_offsets);
     let (_, left) = h.stable_group("emptied", 1);
     h.commit("emptied", &left[0], 1, vec![offset("u", 3, 30, None)]);
-    let (_, effects) = h.c.leave(
-        "emptied",
-        vec![LeaveMember {
-            member_id: left[0].clone(),
-            group_instance_id: None,
-        }],
-        h.now,
-    );
+    let (_, effects) =
+        h.c.leave("emptied", vec![LeaveMember { member_id: left[0].clone(), group_instance_id: None }], h.now);
     h.absorb(effects);
     h.commit("gone", "", -1, vec![offset("t", 0, 1, None)]);
     let s = h.c.delete_groups(vec!["gone".into()], h.now);

@@ -53,7 +53,12 @@ fn resolve_error(e: &PartitionError) -> ResponseError {
 }
 
 /// Finds the hosted partitions behind `targets` (errors per partition where not hosted here).
-async fn resolve(broker: &Broker, image: &MetadataImage, targets: &[SessionPartition], by_id: bool) -> Vec<Result<Arc<Partition>, ResponseError>> {
+async fn resolve(
+    broker: &Broker,
+    image: &MetadataImage,
+    targets: &[SessionPartition],
+    by_id: bool,
+) -> Vec<Result<Arc<Partition>, ResponseError>> {
     let mut out = Vec::with_capacity(targets.len());
     for t in targets {
         let known = image.topics.get(&t.topic_id).is_some_and(|topic| by_id || topic.name == t.topic);
@@ -61,9 +66,17 @@ async fn resolve(broker: &Broker, image: &MetadataImage, targets: &[SessionParti
             out.push(Err(if by_id { ResponseError::UnknownTopicId } else { ResponseError::UnknownTopicOrPartition }));
             continue;
         }
-        let epoch = image.topics.get(&t.topic_id).and_then(|topic| topic.partitions.get(&t.partition)).map_or(-1, |p| p.leader_epoch);
+        let epoch = image
+            .topics
+            .get(&t.topic_id)
+            .and_then(|topic| topic.partitions.get(&t.partition))
+            .map_or(-1, |p| p.leader_epoch);
         if t.current_leader_epoch >= 0 && epoch >= 0 && t.current_leader_epoch != epoch {
-            out.push(Err(if t.current_leader_epoch > epoch { ResponseError::UnknownLeaderEpoch } else { ResponseError::FencedLeaderEpoch }));
+            out.push(Err(if t.current_leader_epoch > epoch {
+                ResponseError::UnknownLeaderEpoch
+            } else {
+                ResponseError::FencedLeaderEpoch
+            }));
             continue;
         }
         out.push(broker.replicas.leader_partition(image, t.topic_id, t.partition).await.map_err(|e| resolve_error(&e)));
@@ -72,7 +85,11 @@ async fn resolve(broker: &Broker, image: &MetadataImage, targets: &[SessionParti
 }
 
 /// Reads every target once, sharing `max_bytes` across them in order (blocking file I/O).
-fn read_all(targets: &[SessionPartition], partitions: &[Result<Arc<Partition>, ResponseError>], max_bytes: usize) -> Vec<PartitionRead> {
+fn read_all(
+    targets: &[SessionPartition],
+    partitions: &[Result<Arc<Partition>, ResponseError>],
+    max_bytes: usize,
+) -> Vec<PartitionRead> {
     let mut used = 0usize;
     targets
         .iter()
@@ -95,7 +112,12 @@ fn read_all(targets: &[SessionPartition], partitions: &[Result<Arc<Partition>, R
                     used += records.len();
                     PartitionRead { error: None, high_watermark, log_start_offset: log.log_start_offset(), records }
                 }
-                Err(e) => PartitionRead { error: Some(storage_error(&e)), high_watermark, log_start_offset: log.log_start_offset(), records: Bytes::new() },
+                Err(e) => PartitionRead {
+                    error: Some(storage_error(&e)),
+                    high_watermark,
+                    log_start_offset: log.log_start_offset(),
+                    records: Bytes::new(),
+                },
             }
         })
         .collect()
@@ -103,7 +125,8 @@ fn read_all(targets: &[SessionPartition], partitions: &[Result<Arc<Partition>, R
 
 /// Waits until any of the partitions' high watermarks moves, or `deadline`.
 async fn wait_for_append(partitions: &[Result<Arc<Partition>, ResponseError>], deadline: Instant) {
-    let mut watches: Vec<_> = partitions.iter().filter_map(|p| p.as_ref().ok()).map(|p| p.watch_high_watermark()).collect();
+    let mut watches: Vec<_> =
+        partitions.iter().filter_map(|p| p.as_ref().ok()).map(|p| p.watch_high_watermark()).collect();
     if watches.is_empty() {
         tokio::time::sleep_until(deadline.into()).await;
         return;
@@ -171,7 +194,10 @@ fn plan(broker: &Broker, image: &MetadataImage, request: &FetchRequest, by_id: b
             }
             for forgotten in &request.forgotten_topics_data {
                 let (name, topic_id) = if by_id {
-                    (image.topics.get(&forgotten.topic_id).map(|t| t.name.clone()).unwrap_or_default(), forgotten.topic_id)
+                    (
+                        image.topics.get(&forgotten.topic_id).map(|t| t.name.clone()).unwrap_or_default(),
+                        forgotten.topic_id,
+                    )
                 } else {
                     let name = forgotten.topic.0.as_str().to_string();
                     let id = image.topic_by_name(&name).map_or(Uuid::nil(), |t| t.topic_id);
@@ -195,7 +221,10 @@ fn record_sent(broker: &Broker, session_id: i32, targets: &[SessionPartition], r
         .zip(reads)
         .map(|(t, r)| {
             let now = (r.high_watermark, r.log_start_offset);
-            let stored = session.partitions.iter_mut().find(|q| q.topic_id == t.topic_id && q.topic == t.topic && q.partition == t.partition);
+            let stored = session
+                .partitions
+                .iter_mut()
+                .find(|q| q.topic_id == t.topic_id && q.topic == t.topic && q.partition == t.partition);
             let changed = stored.as_ref().is_none_or(|q| q.last_sent != Some(now));
             if let Some(q) = stored {
                 q.last_sent = Some(now);
@@ -205,7 +234,13 @@ fn record_sent(broker: &Broker, session_id: i32, targets: &[SessionPartition], r
         .collect()
 }
 
-fn response(targets: &[SessionPartition], reads: Vec<PartitionRead>, include: &[bool], by_id: bool, read_committed: bool) -> Vec<FetchableTopicResponse> {
+fn response(
+    targets: &[SessionPartition],
+    reads: Vec<PartitionRead>,
+    include: &[bool],
+    by_id: bool,
+    read_committed: bool,
+) -> Vec<FetchableTopicResponse> {
     let mut topics: Vec<FetchableTopicResponse> = Vec::new();
     for ((t, r), keep) in targets.iter().zip(reads).zip(include) {
         if !keep {
@@ -220,7 +255,13 @@ fn response(targets: &[SessionPartition], reads: Vec<PartitionRead>, include: &[
             .with_aborted_transactions(if read_committed { Some(Vec::new()) } else { None })
             .with_preferred_read_replica(BrokerId(-1))
             .with_records(Some(r.records));
-        let same_topic = topics.last().is_some_and(|last| if by_id { last.topic_id == t.topic_id } else { last.topic.0.as_str() == t.topic });
+        let same_topic = topics.last().is_some_and(|last| {
+            if by_id {
+                last.topic_id == t.topic_id
+            } else {
+                last.topic.0.as_str() == t.topic
+            }
+        });
         if !same_topic {
             topics.push(
                 FetchableTopicResponse::default()
@@ -245,7 +286,11 @@ impl Handler for FetchHandler {
         let image = broker.metadata.image();
         let by_id = ctx.api_version >= TOPIC_ID_VERSION;
         // Sessions exist from v7; older requests are always sessionless.
-        let plan = if ctx.api_version >= 7 { plan(&broker, &image, &request, by_id) } else { Ok(Plan::Sessionless(targets_from_request(&image, &request, by_id))) };
+        let plan = if ctx.api_version >= 7 {
+            plan(&broker, &image, &request, by_id)
+        } else {
+            Ok(Plan::Sessionless(targets_from_request(&image, &request, by_id)))
+        };
         let (session_id, targets, incremental) = match plan {
             Ok(Plan::Sessionless(t)) => (0, t, false),
             Ok(Plan::Full(id, t)) => (id, t, false),
@@ -254,7 +299,8 @@ impl Handler for FetchHandler {
         };
         let max_bytes = usize::try_from(request.max_bytes.max(0)).unwrap_or(0).min(broker.config.fetch_max_bytes);
         let min_bytes = usize::try_from(request.min_bytes.max(0)).unwrap_or(0);
-        let deadline = Instant::now() + Duration::from_millis(u64::try_from(request.max_wait_ms.clamp(0, MAX_WAIT_CAP_MS)).unwrap_or(0));
+        let deadline = Instant::now()
+            + Duration::from_millis(u64::try_from(request.max_wait_ms.clamp(0, MAX_WAIT_CAP_MS)).unwrap_or(0));
         let partitions = resolve(&broker, &image, &targets, by_id).await;
         let partitions = Arc::new(partitions);
         let targets = Arc::new(targets);

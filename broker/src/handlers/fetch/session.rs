@@ -112,7 +112,11 @@ impl Session {
     /// Adds or updates a partition (an incremental request lists partitions whose fetch state
     /// changed, or that are new to the session).
     pub fn upsert(&mut self, p: SessionPartition) {
-        match self.partitions.iter_mut().find(|q| q.topic_id == p.topic_id && q.topic == p.topic && q.partition == p.partition) {
+        match self
+            .partitions
+            .iter_mut()
+            .find(|q| q.topic_id == p.topic_id && q.topic == p.topic && q.partition == p.partition)
+        {
             Some(q) => {
                 q.fetch_offset = p.fetch_offset;
                 q.partition_max_bytes = p.partition_max_bytes;
