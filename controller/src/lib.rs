@@ -13,6 +13,7 @@ pub mod error;
 pub mod image;
 pub mod journal;
 pub mod ops;
+pub mod raft;
 pub mod records;
 
 pub use controller::{Controller, ControllerConfig};

@@ -18,7 +18,7 @@ pub enum ConfigResource {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "type")]
 pub enum MetadataRecord {
-    /// A broker announced itself (node id, endpoint, rack).
+    /// A broker announced itself (node id, endpoint, rack). It starts fenced.
     RegisterBroker { node_id: i32, incarnation_id: Uuid, host: String, port: i32, rack: Option<String> },
     /// A topic came into existence.
     Topic { name: String, topic_id: Uuid },
@@ -38,6 +38,12 @@ pub enum MetadataRecord {
     RemoveTopic { topic_id: Uuid },
     /// A block of producer ids was handed to a broker; the next block starts after it.
     ProducerIds { broker_id: i32, next_producer_id: i64 },
+    /// The cluster got its id (written once, by the first active controller).
+    ClusterId { cluster_id: String },
+    /// A broker stopped heartbeating (or shut down): it leads nothing and is not in any ISR.
+    FenceBroker { node_id: i32 },
+    /// A registered broker caught up with metadata and heartbeats: it may lead partitions.
+    UnfenceBroker { node_id: i32 },
 }
 
 /// The current record encoding version.
