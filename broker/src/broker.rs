@@ -2,10 +2,11 @@
 
 use std::path::Path;
 use std::sync::Arc;
+use std::time::Duration;
 
 use sluice_controller::ops::cluster::BrokerRegistration;
 use sluice_controller::ops::topics::TopicDefaults;
-use sluice_controller::{Controller, ControllerConfig};
+use sluice_controller::{Controller, ControllerConfig, QuorumTiming};
 use tokio::sync::Mutex;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -21,6 +22,7 @@ pub struct Broker {
     pub advertised: Endpoint,
     pub controller: Arc<Controller>,
     pub metadata: MetadataView,
+    pub lifecycle: crate::lifecycle::Lifecycle,
     pub replicas: ReplicaManager,
     pub producer_ids: ProducerIdManager,
     pub fetch_sessions: std::sync::Mutex<crate::handlers::fetch::session::SessionCache>,
@@ -103,34 +105,75 @@ fn group_host_config(config: &BrokerConfig) -> crate::groups::GroupHostConfig {
     }
 }
 
-/// Opens the controller and the logs, registers this broker, and returns the shared state.
-///
-/// # Errors
-/// When the data directory, metadata log or a partition log cannot be opened.
-pub async fn start(
-    config: BrokerConfig,
-    advertised: Endpoint,
-    shutdown: CancellationToken,
-) -> anyhow::Result<Arc<Broker>> {
-    let cluster_id = load_or_create_cluster_id(&config.data_dir, config.node_id)?;
-    let controller_config = ControllerConfig {
+/// The controller settings of this node.
+pub fn controller_config(config: &BrokerConfig, proposed_cluster_id: String) -> ControllerConfig {
+    ControllerConfig {
         node_id: config.node_id,
         metadata_dir: config.data_dir.join("__cluster_metadata-0"),
         defaults: TopicDefaults {
             num_partitions: config.num_partitions,
             replication_factor: config.default_replication_factor,
         },
+        is_voter: config.roles.controller,
+        voters: config.quorum_voters.clone(),
+        timing: QuorumTiming {
+            election_timeout: Duration::from_millis(config.quorum_election_timeout_ms.max(50)),
+            broker_session_timeout: Duration::from_millis(config.broker_session_timeout_ms.max(100)),
+            ..QuorumTiming::default()
+        },
+        proposed_cluster_id,
+    }
+}
+
+/// Refuses a data directory whose metadata an older Sluice kept in a single-node journal: its
+/// topics are not in the quorum's log, and starting would treat their partitions as orphans.
+///
+/// # Errors
+/// When such a journal exists and the quorum's store does not.
+pub fn check_metadata_layout(data_dir: &Path) -> anyhow::Result<()> {
+    let dir = data_dir.join("__cluster_metadata-0");
+    anyhow::ensure!(
+        !dir.join("metadata.journal").exists() || dir.join("raft").exists(),
+        "{} holds metadata written by an older Sluice (metadata.journal); start from an empty data directory",
+        data_dir.display()
+    );
+    Ok(())
+}
+
+/// Registers this broker with the quorum, waits until it is unfenced, and opens the logs it leads.
+/// `None` when shutdown came first.
+///
+/// # Errors
+/// When a partition log cannot be opened.
+pub async fn start(
+    config: BrokerConfig,
+    advertised: Endpoint,
+    controller: Arc<Controller>,
+    shutdown: CancellationToken,
+) -> anyhow::Result<Option<Arc<Broker>>> {
+    let registration = BrokerRegistration {
+        node_id: config.node_id,
+        incarnation_id: uuid::Uuid::new_v4(),
+        host: advertised.host.clone(),
+        port: i32::from(advertised.port),
+        rack: config.explicit.get("broker.rack").cloned(),
     };
-    let controller = Arc::new(tokio::task::spawn_blocking(move || Controller::open(&controller_config)).await??);
-    controller
-        .register_broker(BrokerRegistration {
-            node_id: config.node_id,
-            incarnation_id: uuid::Uuid::new_v4(),
-            host: advertised.host.clone(),
-            port: i32::from(advertised.port),
-            rack: config.explicit.get("broker.rack").cloned(),
-        })
-        .await?;
+    let interval = Duration::from_millis(config.broker_heartbeat_interval_ms.max(10));
+    let lifecycle = crate::lifecycle::Lifecycle::new(Arc::clone(&controller), registration, interval);
+    if !lifecycle.start(&shutdown).await {
+        return Ok(None);
+    }
+    let mut images = controller.subscribe();
+    let cluster_id = loop {
+        if let Some(id) = controller.image().cluster_id.clone() {
+            break id;
+        }
+        tokio::select! {
+            () = shutdown.cancelled() => return Ok(None),
+            _ = images.changed() => {}
+            () = tokio::time::sleep(Duration::from_millis(100)) => {}
+        }
+    };
     let metadata = MetadataView::new(controller.subscribe());
     let broker = Arc::new(Broker {
         replicas: ReplicaManager::new(config.clone()),
@@ -140,18 +183,21 @@ pub async fn start(
         advertised,
         controller,
         metadata,
+        lifecycle,
         producer_ids: ProducerIdManager::new(),
         fetch_sessions: std::sync::Mutex::new(Default::default()),
         shutdown,
         tasks: TaskTracker::new(),
     });
     broker.replicas.sync_with_image(&broker.metadata.image()).await?;
-    Ok(broker)
+    Ok(Some(broker))
 }
 
 /// Starts the broker's background work, each task tracked and stopped by the shutdown token:
 /// following metadata into the hosted partitions, retention, and time-based flushing.
 pub fn spawn_background(broker: &Arc<Broker>) {
+    let b = Arc::clone(broker);
+    broker.tasks.spawn(async move { b.lifecycle.run(b.shutdown.clone()).await });
     let b = Arc::clone(broker);
     broker.tasks.spawn(async move {
         let mut rx = b.metadata.subscribe();

@@ -23,6 +23,58 @@ pub enum ConfigError {
     Invalid { name: String, value: String, why: String },
 }
 
+/// Which parts of Sluice a node runs (`process.roles`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Roles {
+    pub broker: bool,
+    pub controller: bool,
+}
+
+impl Roles {
+    /// Parses `broker`, `controller` or both, comma-separated.
+    ///
+    /// # Errors
+    /// An unknown or missing role.
+    pub fn parse(value: &str) -> Result<Self, ConfigError> {
+        let invalid =
+            |why: &str| ConfigError::Invalid { name: "process.roles".into(), value: value.into(), why: why.into() };
+        let mut roles = Self { broker: false, controller: false };
+        for role in value.split(',').map(str::trim).filter(|r| !r.is_empty()) {
+            match role {
+                "broker" => roles.broker = true,
+                "controller" => roles.controller = true,
+                _ => return Err(invalid("roles are 'broker' and 'controller'")),
+            }
+        }
+        if !roles.broker && !roles.controller {
+            return Err(invalid("give at least one of 'broker' and 'controller'"));
+        }
+        Ok(roles)
+    }
+}
+
+/// Parses `controller.quorum.voters`: `ID@HOST:PORT` entries, comma-separated.
+///
+/// # Errors
+/// An entry that is not `ID@HOST:PORT`, or an id given twice.
+pub fn parse_voters(value: &str) -> Result<BTreeMap<i32, String>, ConfigError> {
+    let invalid =
+        |why: String| ConfigError::Invalid { name: "controller.quorum.voters".into(), value: value.into(), why };
+    let mut voters = BTreeMap::new();
+    for entry in value.split(',').map(str::trim).filter(|e| !e.is_empty()) {
+        let (id, addr) = entry.split_once('@').ok_or_else(|| invalid(format!("'{entry}' is not ID@HOST:PORT")))?;
+        let id: i32 = id.trim().parse().map_err(|_| invalid(format!("'{id}' is not a node id")))?;
+        let (host, port) = addr.rsplit_once(':').ok_or_else(|| invalid(format!("'{addr}' is not HOST:PORT")))?;
+        if host.is_empty() || port.parse::<u16>().is_err() {
+            return Err(invalid(format!("'{addr}' is not HOST:PORT")));
+        }
+        if voters.insert(id, addr.to_string()).is_some() {
+            return Err(invalid(format!("node {id} is listed twice")));
+        }
+    }
+    Ok(voters)
+}
+
 /// A PLAINTEXT listener address.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Endpoint {
@@ -36,11 +88,20 @@ impl Endpoint {
     /// # Errors
     /// Anything but one PLAINTEXT listener with a host and a port.
     pub fn parse_listener(name: &str, value: &str) -> Result<Self, ConfigError> {
+        Self::parse_named(name, value, "PLAINTEXT")
+    }
+
+    /// Parses `LISTENER_NAME://HOST:PORT` for the given listener name.
+    ///
+    /// # Errors
+    /// Another listener name, or no host and port.
+    pub fn parse_named(name: &str, value: &str, listener_name: &str) -> Result<Self, ConfigError> {
         let invalid = |why: &str| ConfigError::Invalid { name: name.into(), value: value.into(), why: why.into() };
         let rest = value
             .trim()
-            .strip_prefix("PLAINTEXT://")
-            .ok_or_else(|| invalid("only one PLAINTEXT://HOST:PORT listener is supported"))?;
+            .strip_prefix(listener_name)
+            .and_then(|r| r.strip_prefix("://"))
+            .ok_or_else(|| invalid("listeners are PLAINTEXT://HOST:PORT and CONTROLLER://HOST:PORT"))?;
         let (host, port) = rest.rsplit_once(':').ok_or_else(|| invalid("expected HOST:PORT"))?;
         let port = port.parse::<u16>().map_err(|_| invalid("port must be 0..65535"))?;
         let host = host.trim_start_matches('[').trim_end_matches(']');
@@ -66,8 +127,20 @@ impl Endpoint {
 pub struct BrokerConfig {
     /// `node.id`
     pub node_id: i32,
-    /// `listeners`
+    /// `listeners`: the PLAINTEXT (client) listener
     pub listener: Endpoint,
+    /// `listeners`: the controller listener (named by `controller.listener.names`), if any
+    pub controller_listener: Option<Endpoint>,
+    /// `process.roles`
+    pub roles: Roles,
+    /// `controller.quorum.voters` (`ID@HOST:PORT,...`): empty means this node alone is the quorum
+    pub quorum_voters: BTreeMap<i32, String>,
+    /// `controller.quorum.election.timeout.ms`
+    pub quorum_election_timeout_ms: u64,
+    /// `broker.heartbeat.interval.ms`
+    pub broker_heartbeat_interval_ms: u64,
+    /// `broker.session.timeout.ms`
+    pub broker_session_timeout_ms: u64,
     /// `advertised.listeners` (defaults to the listener, with the bound port if it was 0)
     pub advertised_listener: Option<Endpoint>,
     /// `log.dirs`
@@ -103,7 +176,12 @@ pub struct BrokerConfig {
 pub const BROKER_DEFAULTS: &[(&str, &str)] = &[
     ("advertised.listeners", ""),
     ("auto.create.topics.enable", "true"),
+    ("broker.heartbeat.interval.ms", "2000"),
+    ("broker.session.timeout.ms", "9000"),
     ("connections.max.idle.ms", "600000"),
+    ("controller.listener.names", "CONTROLLER"),
+    ("controller.quorum.election.timeout.ms", "1000"),
+    ("controller.quorum.voters", ""),
     ("default.replication.factor", "1"),
     ("fetch.max.bytes", "57671680"),
     ("group.consumer.heartbeat.interval.ms", "5000"),
@@ -113,7 +191,7 @@ pub const BROKER_DEFAULTS: &[(&str, &str)] = &[
     ("group.max.session.timeout.ms", "1800000"),
     ("group.max.size", "2147483647"),
     ("group.min.session.timeout.ms", "6000"),
-    ("listeners", "PLAINTEXT://127.0.0.1:9092"),
+    ("listeners", "PLAINTEXT://127.0.0.1:9092,CONTROLLER://127.0.0.1:9093"),
     ("log.dirs", "./data"),
     ("log.retention.check.interval.ms", "300000"),
     ("max.connections", "10000"),
@@ -163,15 +241,63 @@ impl BrokerConfig {
     /// A value that does not parse, or a listener Sluice cannot serve.
     pub fn from_values(mut explicit: BTreeMap<String, String>) -> Result<Self, ConfigError> {
         normalize_time_units(&mut explicit);
-        let listener_value = explicit.get("listeners").cloned().unwrap_or_else(|| "PLAINTEXT://127.0.0.1:9092".into());
-        let listener = Endpoint::parse_listener("listeners", &listener_value)?;
+        let roles = Roles::parse(explicit.get("process.roles").map_or("broker,controller", String::as_str))?;
+        let listeners_value = match explicit.get("listeners") {
+            Some(v) => v.clone(),
+            None if roles.broker && roles.controller => "PLAINTEXT://127.0.0.1:9092,CONTROLLER://127.0.0.1:9093".into(),
+            None if roles.broker => "PLAINTEXT://127.0.0.1:9092".into(),
+            None => "CONTROLLER://127.0.0.1:9093".into(),
+        };
+        let controller_name = explicit.get("controller.listener.names").map_or("CONTROLLER", |v| v.trim());
+        let mut listener = None;
+        let mut controller_listener = None;
+        for entry in listeners_value.split(',').map(str::trim).filter(|e| !e.is_empty()) {
+            if entry.starts_with(&format!("{controller_name}://")) {
+                controller_listener = Some(Endpoint::parse_named("listeners", entry, controller_name)?);
+            } else {
+                listener = Some(Endpoint::parse_listener("listeners", entry)?);
+            }
+        }
+        let invalid = |why: &str| ConfigError::Invalid {
+            name: "listeners".into(),
+            value: listeners_value.clone(),
+            why: why.into(),
+        };
+        let listener = match listener {
+            Some(l) => l,
+            None if !roles.broker => Endpoint { host: "127.0.0.1".into(), port: 0 },
+            None => return Err(invalid("a broker needs a PLAINTEXT://HOST:PORT listener")),
+        };
+        let quorum_voters = parse_voters(explicit.get("controller.quorum.voters").map_or("", String::as_str))?;
+        let node_id: i32 = parse(&explicit, "node.id")?;
+        if roles.controller && !quorum_voters.is_empty() {
+            if !quorum_voters.contains_key(&node_id) {
+                return Err(invalid("a controller's node.id must be one of controller.quorum.voters"));
+            }
+            if controller_listener.is_none() {
+                return Err(invalid("a controller in a quorum needs a CONTROLLER://HOST:PORT listener"));
+            }
+        }
+        if !roles.controller && quorum_voters.is_empty() {
+            return Err(ConfigError::Invalid {
+                name: "controller.quorum.voters".into(),
+                value: String::new(),
+                why: "a broker-only node must be told where the controllers are".into(),
+            });
+        }
         let advertised_listener = match explicit.get("advertised.listeners") {
             Some(v) if !v.trim().is_empty() => Some(Endpoint::parse_listener("advertised.listeners", v)?),
             _ => None,
         };
         let config = Self {
-            node_id: parse(&explicit, "node.id")?,
+            node_id,
             listener,
+            controller_listener,
+            roles,
+            quorum_voters,
+            quorum_election_timeout_ms: parse(&explicit, "controller.quorum.election.timeout.ms")?,
+            broker_heartbeat_interval_ms: parse(&explicit, "broker.heartbeat.interval.ms")?,
+            broker_session_timeout_ms: parse(&explicit, "broker.session.timeout.ms")?,
             advertised_listener,
             data_dir: PathBuf::from(explicit.get("log.dirs").map_or("./data", String::as_str)),
             num_partitions: parse(&explicit, "num.partitions")?,

@@ -19,8 +19,9 @@ struct Args {
     /// Data directory (Kafka's `log.dirs`) [default: ./data]
     #[arg(long, value_name = "DIR")]
     data_dir: Option<PathBuf>,
-    /// Listener, Kafka syntax (`listeners`) [default: PLAINTEXT://127.0.0.1:9092]. Port 0 picks a free port.
-    #[arg(long, value_name = "PLAINTEXT://HOST:PORT")]
+    /// Listeners, Kafka syntax (`listeners`) [default: PLAINTEXT://127.0.0.1:9092,CONTROLLER://127.0.0.1:9093].
+    /// Port 0 picks a free port.
+    #[arg(long, value_name = "PLAINTEXT://HOST:PORT,CONTROLLER://HOST:PORT")]
     listeners: Option<String>,
     /// Address given to clients in metadata (`advertised.listeners`) [default: the listener]
     #[arg(long, value_name = "PLAINTEXT://HOST:PORT")]
@@ -28,15 +29,33 @@ struct Args {
     /// This node's id (`node.id`) [default: 1]
     #[arg(long, value_name = "N")]
     node_id: Option<i32>,
-    /// Roles of this node (`process.roles`); only `broker,controller` (combined) is supported today
+    /// Roles of this node (`process.roles`): `broker`, `controller` or `broker,controller` [default: both]
     #[arg(long, value_name = "ROLES")]
     process_roles: Option<String>,
+    /// The controller quorum (`controller.quorum.voters`), e.g. `1@127.0.0.1:9093,2@127.0.0.1:9193,3@127.0.0.1:9293`
+    /// [default: this node alone]
+    #[arg(long, value_name = "ID@HOST:PORT,...")]
+    controller_quorum: Option<String>,
     /// TOML file of Kafka-named settings, e.g. `num.partitions = 3`
     #[arg(long, value_name = "FILE")]
     config: Option<PathBuf>,
     /// Any broker config by its Kafka name, repeatable: --set log.retention.ms=60000
     #[arg(long = "set", value_name = "KEY=VALUE")]
     set: Vec<String>,
+    #[command(subcommand)]
+    command: Option<Tool>,
+}
+
+/// Operator commands (instead of running a node).
+#[derive(Debug, clap::Subcommand)]
+enum Tool {
+    /// Print the metadata quorum's leader, term and each voter's lag (like `kafka-metadata-quorum
+    /// describe --status`)
+    DescribeQuorum {
+        /// A broker to ask, HOST:PORT
+        #[arg(long, value_name = "HOST:PORT")]
+        bootstrap_server: String,
+    },
 }
 
 fn collect_values(args: &Args) -> anyhow::Result<BTreeMap<String, String>> {
@@ -56,25 +75,30 @@ fn collect_values(args: &Args) -> anyhow::Result<BTreeMap<String, String>> {
         ("advertised.listeners", args.advertised_listeners.clone()),
         ("node.id", args.node_id.map(|n| n.to_string())),
         ("process.roles", args.process_roles.clone()),
+        ("controller.quorum.voters", args.controller_quorum.clone()),
     ];
     for (name, value) in flags {
         if let Some(v) = value {
             values.insert(name.to_string(), v);
         }
     }
-    if let Some(roles) = values.get("process.roles") {
-        let mut r: Vec<&str> = roles.split(',').map(str::trim).collect();
-        r.sort_unstable();
-        anyhow::ensure!(
-            r == ["broker", "controller"],
-            "process.roles={roles}: only a combined broker,controller node is supported today"
-        );
-    }
     Ok(values)
 }
 
 fn main() -> std::process::ExitCode {
     let args = Args::parse();
+    if let Some(Tool::DescribeQuorum { bootstrap_server }) = &args.command {
+        return match sluice::tools::describe_quorum(bootstrap_server) {
+            Ok(text) => {
+                print!("{text}");
+                std::process::ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("describe-quorum: {e}");
+                std::process::ExitCode::FAILURE
+            }
+        };
+    }
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()

@@ -1,7 +1,7 @@
 //! Controller errors: one enum, mapped to Kafka error codes at the broker's handler boundary.
 
 /// Why a controller operation was refused. Each variant corresponds to one Kafka error code.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, serde::Serialize, serde::Deserialize)]
 pub enum ControllerError {
     #[error("topic '{0}' already exists")]
     TopicAlreadyExists(String),
@@ -23,4 +23,11 @@ pub enum ControllerError {
     InvalidRequest(String),
     #[error("metadata log failure: {0}")]
     Storage(String),
+    /// No active controller could be reached in time (Kafka answers REQUEST_TIMED_OUT).
+    #[error("no active controller: {0}")]
+    Unavailable(String),
+    /// This node is not the active controller (internal: the caller retries elsewhere; a Kafka
+    /// client never sees it).
+    #[error("not the active controller")]
+    NotController,
 }

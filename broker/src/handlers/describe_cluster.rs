@@ -24,17 +24,19 @@ const ENDPOINT_TYPE_CONTROLLERS: i8 = 2;
 /// Kafka's "authorized operations not requested" marker.
 const AUTHORIZED_OPERATIONS_OMITTED: i32 = i32::MIN;
 
-fn brokers(image: &MetadataImage) -> Vec<DescribeClusterBroker> {
+/// Live brokers, and fenced ones too when the request asks for them (v2).
+fn brokers(image: &MetadataImage, include_fenced: bool) -> Vec<DescribeClusterBroker> {
     image
         .brokers
         .values()
+        .filter(|b| include_fenced || !b.fenced)
         .map(|b| {
             DescribeClusterBroker::default()
                 .with_broker_id(BrokerId(b.node_id))
                 .with_host(StrBytes::from_string(b.host.clone()))
                 .with_port(b.port)
                 .with_rack(b.rack.clone().map(StrBytes::from_string))
-                .with_is_fenced(false)
+                .with_is_fenced(b.fenced)
         })
         .collect()
 }
@@ -76,8 +78,8 @@ impl Handler for DescribeClusterHandler {
             DescribeClusterResponse::default()
                 .with_endpoint_type(ENDPOINT_TYPE_BROKERS)
                 .with_cluster_id(StrBytes::from_string(broker.cluster_id.clone()))
-                .with_controller_id(BrokerId(broker.node_id()))
-                .with_brokers(brokers(&image))
+                .with_controller_id(BrokerId(super::metadata::controller_id(&broker, &image)))
+                .with_brokers(brokers(&image, request.include_fenced_brokers))
                 .with_cluster_authorized_operations(AUTHORIZED_OPERATIONS_OMITTED),
         )
     }

@@ -109,12 +109,16 @@ fn broker_config_type(name: &str) -> i8 {
         | "offset.metadata.max.bytes"
         | "offsets.retention.minutes"
         | "offsets.topic.num.partitions"
-        | "offsets.topic.replication.factor" => ConfigType::Int,
+        | "offsets.topic.replication.factor"
+        | "broker.heartbeat.interval.ms"
+        | "broker.session.timeout.ms"
+        | "controller.quorum.election.timeout.ms" => ConfigType::Int,
         "connections.max.idle.ms"
         | "log.retention.check.interval.ms"
         | "queued.max.request.bytes"
         | "offsets.retention.check.interval.ms" => ConfigType::Long,
         "advertised.listeners" | "listeners" | "log.dirs" => ConfigType::String,
+        "controller.listener.names" | "controller.quorum.voters" => ConfigType::List,
         "process.roles" => ConfigType::List,
         _ => return CONFIG_TYPE_UNKNOWN,
     };

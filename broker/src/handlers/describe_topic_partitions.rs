@@ -56,8 +56,8 @@ fn error_topic(name: &str, error: ResponseError) -> DescribeTopicPartitionsRespo
 }
 
 fn partition(image: &MetadataImage, p: &PartitionImage) -> DescribeTopicPartitionsResponsePartition {
-    let leader_known = image.brokers.contains_key(&p.leader);
-    let offline = p.replicas.iter().filter(|r| !image.brokers.contains_key(r)).map(|r| BrokerId(*r)).collect();
+    let leader_known = image.is_broker_alive(p.leader);
+    let offline = p.replicas.iter().filter(|r| !image.is_broker_alive(**r)).map(|r| BrokerId(*r)).collect();
     DescribeTopicPartitionsResponsePartition::default()
         .with_error_code(if leader_known { 0 } else { ResponseError::LeaderNotAvailable.code() })
         .with_partition_index(p.partition)
@@ -198,6 +198,7 @@ mod tests {
                 port: 9092,
                 rack: None,
             });
+            image.apply(&MetadataRecord::UnfenceBroker { node_id });
         }
         for (i, (name, count)) in [("a", 3), ("b", 2), ("c", 1)].into_iter().enumerate() {
             let topic_id = Uuid::from_u128(100 + i as u128);

@@ -34,5 +34,6 @@ pub fn controller_error(e: &ControllerError) -> ResponseError {
         ControllerError::InvalidConfig(_) => ResponseError::InvalidConfig,
         ControllerError::InvalidRequest(_) => ResponseError::InvalidRequest,
         ControllerError::Storage(_) => ResponseError::KafkaStorageError,
+        ControllerError::Unavailable(_) | ControllerError::NotController => ResponseError::RequestTimedOut,
     }
 }

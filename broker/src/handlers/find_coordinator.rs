@@ -117,7 +117,7 @@ fn remote_leader(broker: &Broker, partition: i32) -> Option<Node> {
     if leader == broker.node_id() {
         return None;
     }
-    let b = image.brokers.get(&leader)?;
+    let b = image.brokers.get(&leader).filter(|b| !b.fenced)?;
     Some(Node { id: b.node_id, host: b.host.clone(), port: b.port })
 }
 

@@ -27,6 +27,7 @@ pub fn brokers(image: &MetadataImage) -> Vec<MetadataResponseBroker> {
     image
         .brokers
         .values()
+        .filter(|b| !b.fenced)
         .map(|b| {
             MetadataResponseBroker::default()
                 .with_node_id(BrokerId(b.node_id))
@@ -37,14 +38,24 @@ pub fn brokers(image: &MetadataImage) -> Vec<MetadataResponseBroker> {
         .collect()
 }
 
+/// The controller id clients are shown: the active controller when it is a live broker (a
+/// combined node), else this broker. As in KRaft, clients never talk to controllers directly;
+/// admin requests sent to any broker are forwarded.
+pub fn controller_id(broker: &Broker, image: &MetadataImage) -> i32 {
+    match broker.controller.active_controller() {
+        Some(id) if image.is_broker_alive(id) => id,
+        _ => broker.node_id(),
+    }
+}
+
 fn topic_response(image: &MetadataImage, topic: &TopicImage) -> MetadataResponseTopic {
     let partitions = topic
         .partitions
         .values()
         .map(|p| {
             let offline: Vec<BrokerId> =
-                p.replicas.iter().filter(|r| !image.brokers.contains_key(r)).map(|r| BrokerId(*r)).collect();
-            let leader_known = image.brokers.contains_key(&p.leader);
+                p.replicas.iter().filter(|r| !image.is_broker_alive(**r)).map(|r| BrokerId(*r)).collect();
+            let leader_known = image.is_broker_alive(p.leader);
             MetadataResponsePartition::default()
                 .with_error_code(if leader_known { 0 } else { ResponseError::LeaderNotAvailable.code() })
                 .with_partition_index(p.partition)
@@ -141,7 +152,7 @@ impl Handler for MetadataHandler {
             MetadataResponse::default()
                 .with_brokers(brokers(&image))
                 .with_cluster_id(Some(StrBytes::from_string(broker.cluster_id.clone())))
-                .with_controller_id(BrokerId(broker.node_id()))
+                .with_controller_id(BrokerId(controller_id(&broker, &image)))
                 .with_topics(topics)
                 .with_cluster_authorized_operations(AUTHORIZED_OPERATIONS_OMITTED),
         )

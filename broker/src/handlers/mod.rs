@@ -16,6 +16,7 @@ pub mod delete_topics;
 pub mod describe_cluster;
 pub mod describe_configs;
 pub mod describe_groups;
+pub mod describe_quorum;
 pub mod describe_topic_partitions;
 pub mod errors;
 pub mod fetch;
@@ -175,6 +176,7 @@ pub const REGISTRY: &[ApiEntry] = &[
     entry::<describe_topic_partitions::DescribeTopicPartitionsHandler>(),
     entry::<consumer_group_heartbeat::ConsumerGroupHeartbeatHandler>(),
     entry::<consumer_group_describe::ConsumerGroupDescribeHandler>(),
+    entry::<describe_quorum::DescribeQuorumHandler>(),
 ];
 
 /// The registry row for `key`, if Sluice serves it.

@@ -137,22 +137,34 @@ impl ReplicaManager {
             let log = Arc::clone(&partition.log);
             let _ = tokio::task::spawn_blocking(move || log.delete()).await;
         }
-        self.remove_orphan_dirs().await;
+        self.remove_orphan_dirs(image).await;
         Ok(())
     }
 
-    /// Deletes partition directories on disk that no hosted partition owns (their topic was
-    /// deleted while this broker was down, or re-created under a new id). Holds the open lock, so
-    /// a partition being opened concurrently is either already in the map or not yet on disk.
-    async fn remove_orphan_dirs(&self) {
+    /// Deletes partition directories on disk whose topic id the image no longer has (the topic
+    /// was deleted while this broker was down, or re-created under a new id). A partition this
+    /// broker does not lead right now is kept: leadership comes and goes, data stays. Nothing is
+    /// removed on an empty image (a node that has not caught up yet knows no topics at all). Holds
+    /// the open lock, so a partition being opened concurrently is either in the map or not on disk.
+    async fn remove_orphan_dirs(&self, image: &MetadataImage) {
+        if image.applied_count == 0 {
+            return;
+        }
         let _guard = self.open_lock.lock().await;
         let data_dir = self.config.data_dir.clone();
         let hosted: Vec<PathBuf> = self.all().iter().map(|p| partition_dir(&data_dir, &p.topic, p.index)).collect();
+        let live: std::collections::HashSet<Uuid> = image.topics.keys().copied().collect();
         let _ = tokio::task::spawn_blocking(move || {
             let Ok(entries) = std::fs::read_dir(&data_dir) else { return };
             for entry in entries.flatten() {
                 let path = entry.path();
-                if path.join(PARTITION_METADATA).is_file() && !hosted.contains(&path) {
+                let Ok(marker) = std::fs::read_to_string(path.join(PARTITION_METADATA)) else { continue };
+                let topic_id = marker
+                    .lines()
+                    .find_map(|l| l.strip_prefix("topic_id: "))
+                    .and_then(|id| id.trim().parse::<Uuid>().ok());
+                let Some(topic_id) = topic_id else { continue };
+                if !live.contains(&topic_id) && !hosted.contains(&path) {
                     tracing::info!(dir = %path.display(), "removing partition directory of a deleted topic");
                     let _ = std::fs::remove_dir_all(&path);
                 }

@@ -4,6 +4,8 @@
 
 #![allow(dead_code)]
 
+pub mod cluster;
+
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
@@ -20,6 +22,8 @@ pub struct Broker {
     pub data_dir: PathBuf,
     _tmp: Option<tempfile::TempDir>,
     child: Option<Child>,
+    /// The `--listeners` value (the client listener, plus a controller listener in a cluster).
+    listeners: String,
     extra_args: Vec<String>,
     log: Arc<Mutex<String>>,
 }
@@ -42,16 +46,24 @@ impl Broker {
     pub fn start(extra_args: &[&str]) -> Self {
         let tmp = tempfile::tempdir().expect("tempdir");
         let data_dir = tmp.path().join("data");
-        let mut broker = Self {
-            port: free_port(),
-            data_dir,
-            _tmp: Some(tmp),
-            child: None,
-            extra_args: extra_args.iter().map(|s| s.to_string()).collect(),
-            log: Arc::new(Mutex::new(String::new())),
-        };
+        let port = free_port();
+        let mut broker = Self::unstarted(data_dir, port, format!("PLAINTEXT://127.0.0.1:{port}"), extra_args);
+        broker._tmp = Some(tmp);
         broker.spawn();
         broker
+    }
+
+    /// A node not started yet (see [`Self::launch`]), with its own listeners and data directory.
+    pub fn unstarted(data_dir: PathBuf, port: u16, listeners: String, extra_args: &[&str]) -> Self {
+        Self {
+            port,
+            data_dir,
+            _tmp: None,
+            child: None,
+            listeners,
+            extra_args: extra_args.iter().map(|s| s.to_string()).collect(),
+            log: Arc::new(Mutex::new(String::new())),
+        }
     }
 
     pub fn bootstrap(&self) -> String {
@@ -59,13 +71,26 @@ impl Broker {
     }
 
     fn spawn(&mut self) {
+        let ready = self.launch();
+        self.wait_ready(&ready);
+    }
+
+    /// Waits for the ready line of a [`Self::launch`]ed process.
+    pub fn wait_ready(&self, ready: &std::sync::mpsc::Receiver<()>) {
+        if ready.recv_timeout(READY_TIMEOUT).is_err() {
+            panic!("sluice did not become ready in {READY_TIMEOUT:?}; log:\n{}", self.log_text());
+        }
+    }
+
+    /// Starts the process without waiting; the receiver gets a message when it is ready.
+    pub fn launch(&mut self) -> std::sync::mpsc::Receiver<()> {
         let mut child = Command::new(broker_binary())
             // The broker reads SLUICE_* variables as configs; this one is only for the harness.
             .env_remove("SLUICE_TEST_BIN")
             .arg("--data-dir")
             .arg(&self.data_dir)
             .arg("--listeners")
-            .arg(format!("PLAINTEXT://127.0.0.1:{}", self.port))
+            .arg(&self.listeners)
             .args(&self.extra_args)
             .env("RUST_LOG", "info")
             .stdout(Stdio::null())
@@ -89,9 +114,7 @@ impl Broker {
             }
         });
         self.child = Some(child);
-        if rx.recv_timeout(READY_TIMEOUT).is_err() {
-            panic!("sluice did not become ready in {READY_TIMEOUT:?}; log:\n{}", self.log_text());
-        }
+        rx
     }
 
     /// Everything the broker has logged so far.
@@ -134,6 +157,14 @@ impl Broker {
     /// Starts the broker again on the same port and data directory.
     pub fn restart(&mut self) {
         self.spawn();
+    }
+
+    /// SIGSTOP (`pause = true`) or SIGCONT the process.
+    pub fn pause(&self, pause: bool) {
+        if let Some(child) = &self.child {
+            // SAFETY: sending a signal to our own child process by pid.
+            unsafe { libc::kill(child.id() as i32, if pause { libc::SIGSTOP } else { libc::SIGCONT }) };
+        }
     }
 
     pub fn data_dir(&self) -> &Path {

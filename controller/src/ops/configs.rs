@@ -9,7 +9,7 @@ use crate::image::MetadataImage;
 use crate::records::{ConfigResource, MetadataRecord};
 
 /// One IncrementalAlterConfigs operation (Kafka's op codes 0..=3).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum AlterOp {
     Set(String),
     Delete,

@@ -10,7 +10,7 @@ use crate::records::MetadataRecord;
 pub const PRODUCER_ID_BLOCK_SIZE: i64 = 1000;
 
 /// A range of producer ids `[first, first + size)` owned by one broker.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct ProducerIdBlock {
     pub first: i64,
     pub size: i64,

@@ -2,6 +2,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use super::OpResult;
@@ -16,7 +17,7 @@ pub const TOPIC_NAME_MAX_CHARS: usize = 249;
 pub const PARTITIONS_MAX: i32 = 10_000;
 
 /// A topic to create, as the broker decoded it from CreateTopics (or auto-creation).
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct CreateTopicSpec {
     pub name: String,
     /// -1: the broker default (`num.partitions`).
@@ -29,7 +30,7 @@ pub struct CreateTopicSpec {
 }
 
 /// What a created topic looks like.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CreatedTopic {
     pub topic_id: Uuid,
     pub num_partitions: i32,
@@ -37,7 +38,7 @@ pub struct CreatedTopic {
 }
 
 /// Defaults the controller fills in.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
 pub struct TopicDefaults {
     pub num_partitions: i32,
     pub replication_factor: i16,
@@ -88,7 +89,7 @@ pub fn create_topic(
     };
     let topic_id = Uuid::new_v4();
     let mut records = vec![MetadataRecord::Topic { name: spec.name.clone(), topic_id }];
-    records.extend(partition_records(topic_id, 0, &placement));
+    records.extend(partition_records(image, topic_id, 0, &placement));
     for (name, value) in &spec.configs {
         records.push(MetadataRecord::Config {
             resource: ConfigResource::Topic,
@@ -102,18 +103,23 @@ pub fn create_topic(
     Ok(OpResult { records, response })
 }
 
-fn partition_records(topic_id: Uuid, first: i32, placement: &[Vec<i32>]) -> Vec<MetadataRecord> {
+/// New partitions: the ISR is every live replica (all of them when none is live, so that the first
+/// to come back leads), the leader the first live replica.
+fn partition_records(image: &MetadataImage, topic_id: Uuid, first: i32, placement: &[Vec<i32>]) -> Vec<MetadataRecord> {
     placement
         .iter()
         .zip(first..)
-        .map(|(replicas, partition)| MetadataRecord::Partition {
-            topic_id,
-            partition,
-            replicas: replicas.clone(),
-            isr: replicas.clone(),
-            leader: replicas.first().copied().unwrap_or(-1),
-            leader_epoch: 0,
-            partition_epoch: 0,
+        .map(|(replicas, partition)| {
+            let live: Vec<i32> = replicas.iter().copied().filter(|b| image.is_broker_alive(*b)).collect();
+            MetadataRecord::Partition {
+                topic_id,
+                partition,
+                replicas: replicas.clone(),
+                isr: if live.is_empty() { replicas.clone() } else { live.clone() },
+                leader: live.first().copied().unwrap_or(-1),
+                leader_epoch: 0,
+                partition_epoch: 0,
+            }
         })
         .collect()
 }
@@ -134,17 +140,20 @@ fn place_replicas(
     place(image, 0, num_partitions, replication_factor)
 }
 
-/// Round-robin placement of partitions `first..first+count` over the registered brokers.
+/// Places partitions `first..first+count` over the live (unfenced) brokers, Kafka-style: brokers
+/// are ordered so that consecutive ones alternate racks, the first replica of each partition walks
+/// that order from a random start (spreading leaders evenly), and the followers of partition `p`
+/// are taken at a shift that varies with `p` so replica sets spread too.
 fn place(
     image: &MetadataImage,
     first: i32,
     count: i32,
     replication_factor: i16,
 ) -> Result<Vec<Vec<i32>>, ControllerError> {
-    let brokers: Vec<i32> = image.brokers.keys().copied().collect();
     if replication_factor <= 0 {
         return Err(ControllerError::InvalidReplicationFactor("Replication factor must be larger than 0.".into()));
     }
+    let brokers = rack_alternating_brokers(image);
     if replication_factor as usize > brokers.len() {
         return Err(ControllerError::InvalidReplicationFactor(format!(
             "Replication factor: {replication_factor} larger than available brokers: {}.",
@@ -152,9 +161,51 @@ fn place(
         )));
     }
     let n = brokers.len();
+    let total_racks = brokers.iter().map(|(_, rack)| *rack).collect::<BTreeSet<_>>().len();
+    let start = rand::random::<usize>() % n;
+    let shift_base = rand::random::<usize>() % n;
     Ok((first..first + count)
-        .map(|p| (0..replication_factor as usize).map(|i| brokers[(p as usize + i) % n]).collect())
+        .map(|p| {
+            let p = p as usize;
+            let leader = (start + p) % n;
+            // Followers are looked for from a shift in 1..n that changes every n partitions, as
+            // Kafka's assigner does, preferring a rack not used yet by this partition.
+            let shift = if n > 1 { 1 + (shift_base + p / n) % (n - 1) } else { 0 };
+            let candidates: Vec<usize> = (0..n).map(|j| (leader + shift + j) % n).filter(|i| *i != leader).collect();
+            let mut chosen = vec![leader];
+            let mut racks_used = BTreeSet::from([brokers[leader].1]);
+            while chosen.len() < replication_factor as usize {
+                if racks_used.len() == total_racks {
+                    racks_used.clear();
+                }
+                let free = |i: &&usize| !chosen.contains(*i);
+                let pick = candidates
+                    .iter()
+                    .filter(free)
+                    .find(|i| !racks_used.contains(&brokers[**i].1))
+                    .or_else(|| candidates.iter().find(free));
+                let Some(&i) = pick else { break };
+                racks_used.insert(brokers[i].1);
+                chosen.push(i);
+            }
+            chosen.into_iter().map(|i| brokers[i].0).collect()
+        })
         .collect())
+}
+
+/// Live brokers in an order where consecutive brokers are on different racks where possible
+/// (rack a's first, rack b's first, ..., rack a's second, ...); brokers without a rack form one.
+fn rack_alternating_brokers(image: &MetadataImage) -> Vec<(i32, Option<&str>)> {
+    let mut racks: BTreeMap<Option<&str>, Vec<i32>> = BTreeMap::new();
+    for b in image.brokers.values().filter(|b| !b.fenced) {
+        racks.entry(b.rack.as_deref()).or_default().push(b.node_id);
+    }
+    let mut ordered = Vec::new();
+    let deepest = racks.values().map(Vec::len).max().unwrap_or(0);
+    for i in 0..deepest {
+        ordered.extend(racks.iter().filter_map(|(rack, ids)| ids.get(i).map(|id| (*id, *rack))));
+    }
+    ordered
 }
 
 fn check_assignments(image: &MetadataImage, spec: &CreateTopicSpec) -> Result<Vec<Vec<i32>>, ControllerError> {
@@ -237,7 +288,7 @@ pub fn create_partitions(
         }
         None => place(image, current, count - current, replication_factor)?,
     };
-    Ok(OpResult { records: partition_records(topic.topic_id, current, &placement), response: () })
+    Ok(OpResult { records: partition_records(image, topic.topic_id, current, &placement), response: () })
 }
 
 #[cfg(test)]
@@ -254,6 +305,7 @@ mod tests {
                 port: 9092,
                 rack: None,
             });
+            image.apply(&MetadataRecord::UnfenceBroker { node_id });
         }
         image
     }
@@ -296,5 +348,39 @@ mod tests {
         let parts: Vec<i32> =
             image.topic_by_name("t").map(|t| t.partitions.keys().copied().collect()).unwrap_or_default();
         assert_eq!(parts, vec![0, 1, 2, 3, 4]);
+    }
+
+    #[test]
+    fn placement_spreads_leaders_and_replicas_over_live_brokers_across_racks() {
+        let mut image = MetadataImage::default();
+        for (node_id, rack) in [(1, "a"), (2, "a"), (3, "b"), (4, "b"), (5, "c"), (6, "c")] {
+            image.apply(&MetadataRecord::RegisterBroker {
+                node_id,
+                incarnation_id: Uuid::from_u128(node_id as u128),
+                host: "h".into(),
+                port: 1,
+                rack: Some(rack.into()),
+            });
+            image.apply(&MetadataRecord::UnfenceBroker { node_id });
+        }
+        let rack = |b: &i32| image.brokers.get(b).and_then(|x| x.rack.clone());
+        let placement = place(&image, 0, 12, 3).expect("place");
+        let mut leaders = std::collections::BTreeMap::new();
+        for replicas in &placement {
+            let distinct: BTreeSet<_> = replicas.iter().collect();
+            assert_eq!(distinct.len(), 3);
+            let racks: BTreeSet<_> = replicas.iter().map(rack).collect();
+            assert_eq!(racks.len(), 3, "one replica per rack: {replicas:?}");
+            *leaders.entry(replicas[0]).or_insert(0) += 1;
+        }
+        assert_eq!(leaders.values().copied().collect::<Vec<_>>(), vec![2; 6], "leaders spread evenly");
+        // Fenced brokers get nothing; asking for more replicas than live brokers fails.
+        image.apply(&MetadataRecord::FenceBroker { node_id: 6 });
+        image.apply(&MetadataRecord::FenceBroker { node_id: 5 });
+        let placement = place(&image, 0, 8, 2).expect("place");
+        assert!(placement.iter().flatten().all(|b| *b <= 4));
+        image.apply(&MetadataRecord::FenceBroker { node_id: 4 });
+        image.apply(&MetadataRecord::FenceBroker { node_id: 3 });
+        assert!(matches!(place(&image, 0, 1, 3), Err(ControllerError::InvalidReplicationFactor(_))));
     }
 }
