@@ -30,7 +30,10 @@ pub async fn offsets_partition(
 ) -> Result<Arc<Partition>, GroupError> {
     let mut image = broker.metadata.image();
     if image.topic_by_name(OFFSETS_TOPIC).is_none() {
-        let brokers = i16::try_from(image.brokers.len()).unwrap_or(i16::MAX).max(1);
+        // Capped at the live brokers, so that a single node can host it (Kafka would wait for
+        // `offsets.topic.replication.factor` brokers).
+        let live = image.brokers.values().filter(|b| !b.fenced).count();
+        let brokers = i16::try_from(live).unwrap_or(i16::MAX).max(1);
         let spec = CreateTopicSpec {
             name: OFFSETS_TOPIC.to_string(),
             num_partitions: config.partitions,
