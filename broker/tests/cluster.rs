@@ -66,6 +66,17 @@ fn topic_exists(bootstrap: &str, topic: &str) -> bool {
     leaders(bootstrap, topic).is_some()
 }
 
+/// Polls `ready` every 100 ms until it holds; fails with `what` after `timeout`. Metadata reaches
+/// each node when it applies the committed records, so what one node wrote another sees shortly
+/// after, not at once (as in Kafka).
+fn wait_until(what: &str, timeout: Duration, mut ready: impl FnMut() -> bool) {
+    let deadline = Instant::now() + timeout;
+    while !ready() {
+        assert!(Instant::now() < deadline, "{what} (waited {timeout:?})");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
 #[test]
 fn killing_the_active_controller_elects_another_and_the_old_one_catches_up() {
     let _one = ONE_CLUSTER_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
@@ -85,11 +96,9 @@ fn killing_the_active_controller_elects_another_and_the_old_one_catches_up() {
     // The old active controller restarts, catches up and serves what was created without it.
     cluster.node(active).restart();
     let back = cluster.node(active).bootstrap();
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while !(topic_exists(&back, "after-failover") && topic_exists(&back, "via-follower")) {
-        assert!(Instant::now() < deadline, "restarted node {active} did not catch up with metadata");
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    wait_until(&format!("restarted node {active} did not catch up with metadata"), Duration::from_secs(20), || {
+        topic_exists(&back, "after-failover") && topic_exists(&back, "via-follower")
+    });
 }
 
 #[test]
@@ -108,12 +117,10 @@ fn losing_the_majority_stops_metadata_writes_until_it_returns() {
     let took = create_within(&lone, "after-outage", 1, 1, Duration::from_secs(30));
     println!("majority back: CreateTopics succeeded after {took:?}");
     cluster.node(3).restart();
-    let deadline = Instant::now() + Duration::from_secs(20);
     let node3 = cluster.node(3).bootstrap();
-    while !(topic_exists(&node3, "after-outage") && topic_exists(&node3, "t0")) {
-        assert!(Instant::now() < deadline, "node 3 did not catch up");
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    wait_until("node 3 did not catch up", Duration::from_secs(20), || {
+        topic_exists(&node3, "after-outage") && topic_exists(&node3, "t0")
+    });
 }
 
 #[test]
@@ -138,9 +145,16 @@ fn a_full_cluster_restart_keeps_topics_configs_and_producer_ids() {
         node.wait_ready(rx);
     }
     for i in 0..5 {
-        let l = leaders(&bootstrap, &format!("keep-{i}")).expect("topic survives a full restart");
+        let topic = format!("keep-{i}");
+        let l = leaders(&bootstrap, &topic).expect("topic survives a full restart");
         assert_eq!(l.len(), 2);
-        assert!(l.values().all(|(leader, _)| *leader > 0), "every partition has a leader again: {l:?}");
+        // After a controlled shutdown of every node, each partition's ISR is the last node that
+        // led it; it leads again once it is back and unfenced, and every node learns so shortly.
+        for node in &cluster.nodes {
+            wait_until(&format!("{topic} has a leader again on {}", node.bootstrap()), Duration::from_secs(20), || {
+                leaders(&node.bootstrap(), &topic).is_some_and(|l| l.values().all(|(leader, _)| *leader > 0))
+            });
+        }
     }
     let resource = ResourceSpecifier::Topic("keep-0");
     let described = futures::executor::block_on(admin(&bootstrap).describe_configs([&resource], &options))

@@ -546,10 +546,15 @@ async fn active_controller_duties(controller: Weak<Controller>, proposed_cluster
             active_term = None;
         }
         let shutdown = c.shutdown.clone();
+        let was_active = c.is_active();
+        let Some(mut metrics) = c.raft.as_ref().map(Raft::metrics) else { return };
         drop(c);
+        // Wake at the next tick, or at once when this node gains or loses leadership (a new
+        // active controller names the cluster without waiting a tick).
         tokio::select! {
             () = shutdown.cancelled() => return,
             () = tokio::time::sleep(tick) => {}
+            _ = metrics.wait_for(|m| (m.current_leader == Some(m.id)) != was_active) => {}
         }
     }
 }
