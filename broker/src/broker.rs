@@ -22,7 +22,7 @@ pub struct Broker {
     pub advertised: Endpoint,
     pub controller: Arc<Controller>,
     pub metadata: MetadataView,
-    pub lifecycle: crate::lifecycle::Lifecycle,
+    pub lifecycle: Arc<crate::lifecycle::Lifecycle>,
     pub replicas: ReplicaManager,
     pub producer_ids: ProducerIdManager,
     pub fetch_sessions: std::sync::Mutex<crate::handlers::fetch::session::SessionCache>,
@@ -140,7 +140,8 @@ pub fn check_metadata_layout(data_dir: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Registers this broker with the quorum, waits until it is unfenced, and opens the logs it leads.
+/// Registers this broker with the quorum, waits until its metadata has caught up, opens (and
+/// recovers) the logs of every partition it is a replica of, and waits until it is unfenced.
 /// `None` when shutdown came first.
 ///
 /// # Errors
@@ -159,8 +160,16 @@ pub async fn start(
         rack: config.explicit.get("broker.rack").cloned(),
     };
     let interval = Duration::from_millis(config.broker_heartbeat_interval_ms.max(10));
-    let lifecycle = crate::lifecycle::Lifecycle::new(Arc::clone(&controller), registration, interval);
+    let lifecycle = Arc::new(crate::lifecycle::Lifecycle::new(Arc::clone(&controller), registration, interval));
     if !lifecycle.start(&shutdown).await {
+        return Ok(None);
+    }
+    // Heartbeats start now (asking to stay fenced), so loading many logs cannot expire the session.
+    let tasks = TaskTracker::new();
+    let heartbeats = Arc::clone(&lifecycle);
+    let token = shutdown.clone();
+    tasks.spawn(async move { heartbeats.run(token).await });
+    if !lifecycle.catch_up(&shutdown).await {
         return Ok(None);
     }
     let mut images = controller.subscribe();
@@ -187,17 +196,19 @@ pub async fn start(
         producer_ids: ProducerIdManager::new(),
         fetch_sessions: std::sync::Mutex::new(Default::default()),
         shutdown,
-        tasks: TaskTracker::new(),
+        tasks,
     });
+    // Load (and recover) every log this broker holds a replica of before asking to be unfenced.
     broker.replicas.sync_with_image(&broker.metadata.image()).await?;
+    if !broker.lifecycle.unfence(&broker.shutdown).await {
+        return Ok(None);
+    }
     Ok(Some(broker))
 }
 
 /// Starts the broker's background work, each task tracked and stopped by the shutdown token:
 /// following metadata into the hosted partitions, retention, and time-based flushing.
 pub fn spawn_background(broker: &Arc<Broker>) {
-    let b = Arc::clone(broker);
-    broker.tasks.spawn(async move { b.lifecycle.run(b.shutdown.clone()).await });
     let b = Arc::clone(broker);
     broker.tasks.spawn(async move {
         let mut rx = b.metadata.subscribe();

@@ -1,7 +1,10 @@
-//! A broker's life in the cluster, as KRaft has it: register (fenced), heartbeat until the
-//! controller unfences it (its metadata has caught up), keep heartbeating, and on shutdown ask to
-//! be fenced so that its leaderships move before it goes (controlled shutdown).
+//! A broker's life in the cluster, as KRaft has it: register (fenced) and start heartbeating at
+//! once, asking to stay fenced (WantFence) while the logs load, so a long log recovery cannot
+//! expire the session; then ask to be unfenced, which the controller grants once the broker's
+//! metadata has caught up with its registration; keep heartbeating; and on shutdown ask to be
+//! fenced so that its leaderships move before it goes (controlled shutdown).
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -14,11 +17,13 @@ pub struct Lifecycle {
     controller: Arc<Controller>,
     registration: BrokerRegistration,
     interval: Duration,
+    /// Set once the logs are loaded: heartbeats stop asking to stay fenced.
+    ready: AtomicBool,
 }
 
 impl Lifecycle {
     pub fn new(controller: Arc<Controller>, registration: BrokerRegistration, interval: Duration) -> Self {
-        Self { controller, registration, interval }
+        Self { controller, registration, interval, ready: AtomicBool::new(false) }
     }
 
     fn heartbeat(&self, want_shutdown: bool) -> BrokerHeartbeat {
@@ -26,6 +31,7 @@ impl Lifecycle {
             node_id: self.registration.node_id,
             incarnation_id: self.registration.incarnation_id,
             applied_count: self.controller.image().applied_count,
+            want_fence: !self.ready.load(Ordering::Acquire),
             want_shutdown,
         }
     }
@@ -43,12 +49,36 @@ impl Lifecycle {
         }
     }
 
-    /// Registers and heartbeats until the controller unfences this broker. False when shutdown
-    /// came first.
+    /// Registers this incarnation (it starts fenced). False when shutdown came first.
     pub async fn start(&self, shutdown: &CancellationToken) -> bool {
-        if !self.register(shutdown).await {
-            return false;
+        self.register(shutdown).await
+    }
+
+    /// Waits until this node's metadata has reached this broker's registration (it has caught up).
+    /// False when shutdown came first.
+    pub async fn catch_up(&self, shutdown: &CancellationToken) -> bool {
+        let mut images = self.controller.subscribe();
+        loop {
+            let caught_up = {
+                let image = images.borrow_and_update();
+                image.brokers.get(&self.registration.node_id).is_some_and(|b| {
+                    b.incarnation_id == self.registration.incarnation_id && image.applied_count >= b.epoch
+                })
+            };
+            if caught_up {
+                return true;
+            }
+            tokio::select! {
+                () = shutdown.cancelled() => return false,
+                _ = images.changed() => {}
+            }
         }
+    }
+
+    /// The logs are loaded: asks to be unfenced and waits until the controller has. False when
+    /// shutdown came first.
+    pub async fn unfence(&self, shutdown: &CancellationToken) -> bool {
+        self.ready.store(true, Ordering::Release);
         let mut images = self.controller.subscribe();
         loop {
             match self.controller.broker_heartbeat(self.heartbeat(false)).await {
@@ -62,7 +92,6 @@ impl Lifecycle {
                 Ok(_) => {}
                 Err(e) => tracing::info!(error = %e, "waiting for the controller to unfence this broker"),
             }
-            // Fenced until this node's metadata reaches its registration: wait for the next image.
             tokio::select! {
                 () = shutdown.cancelled() => return false,
                 _ = images.changed() => {}

@@ -103,7 +103,8 @@ impl ReplicaManager {
         Ok(partition)
     }
 
-    /// Brings the hosted set in line with `image`: opens every partition this broker leads,
+    /// Brings the hosted set in line with `image`: opens every partition this broker is a replica
+    /// of (leading it or not: leadership moves, the log stays),
     /// applies changed topic configs, and closes and deletes partitions whose topic is gone.
     ///
     /// # Errors
@@ -111,8 +112,14 @@ impl ReplicaManager {
     pub async fn sync_with_image(&self, image: &MetadataImage) -> Result<(), PartitionError> {
         for topic in image.topics.values() {
             let log_config = self.config.log_config(&image.topic_configs(&topic.name));
-            for p in topic.partitions.values().filter(|p| p.leader == self.config.node_id) {
-                let partition = self.leader_partition(image, topic.topic_id, p.partition).await?;
+            let hosted = |p: &&sluice_controller::image::PartitionImage| {
+                p.leader == self.config.node_id || p.replicas.contains(&self.config.node_id)
+            };
+            for p in topic.partitions.values().filter(hosted) {
+                let partition = match self.get(topic.topic_id, p.partition) {
+                    Some(partition) => partition,
+                    None => self.open(image, topic.topic_id, p.partition).await?,
+                };
                 if partition.log.config() != log_config {
                     partition.log.update_config(log_config);
                 }

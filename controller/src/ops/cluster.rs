@@ -31,6 +31,10 @@ pub struct BrokerHeartbeat {
     pub incarnation_id: Uuid,
     /// How far the broker's own metadata image has got (`applied_count`).
     pub applied_count: u64,
+    /// Set while the broker is still loading its logs (Kafka's WantFence): keep my session alive
+    /// but do not unfence me yet (fence me if I am not).
+    #[serde(default)]
+    pub want_fence: bool,
     /// Set during controlled shutdown: move my leaderships away and fence me.
     pub want_shutdown: bool,
 }
@@ -72,7 +76,7 @@ pub fn heartbeat(image: &MetadataImage, hb: &BrokerHeartbeat) -> OpResult<Heartb
     let Some(broker) = image.brokers.get(&hb.node_id).filter(|b| b.incarnation_id == hb.incarnation_id) else {
         return OpResult { records: Vec::new(), response: HeartbeatReply { registered: false, fenced: true } };
     };
-    if hb.want_shutdown {
+    if hb.want_shutdown || hb.want_fence {
         let records = if broker.fenced { Vec::new() } else { fence_broker(image, hb.node_id) };
         return OpResult { records, response: HeartbeatReply { registered: true, fenced: true } };
     }
@@ -169,6 +173,7 @@ mod tests {
             node_id,
             incarnation_id: Uuid::from_u128(incarnation),
             applied_count: image.applied_count,
+            want_fence: false,
             want_shutdown: false,
         }
     }
@@ -213,6 +218,10 @@ mod tests {
         assert!(r.records.is_empty() && r.response.fenced);
         let r = heartbeat(&image, &hb(1, 2, &image));
         assert_eq!(r.response, HeartbeatReply { registered: false, fenced: true }, "unknown incarnation");
+        let mut loading = hb(1, 1, &image);
+        loading.want_fence = true;
+        let r = heartbeat(&image, &loading);
+        assert!(r.records.is_empty() && r.response.fenced, "a broker still loading its logs stays fenced");
         let r = heartbeat(&image, &hb(1, 1, &image));
         apply(&mut image, &r.records);
         assert!(image.is_broker_alive(1));
