@@ -38,7 +38,7 @@ pub fn brokers(image: &MetadataImage) -> Vec<MetadataResponseBroker> {
         .collect()
 }
 
-/// The controller id clients are shown: the active controller when it is a live broker (a
+/// The controller DescribeCluster reports: the active controller when it is a live broker (a
 /// combined node), else this broker. As in KRaft, clients never talk to controllers directly;
 /// admin requests sent to any broker are forwarded.
 pub fn controller_id(broker: &Broker, image: &MetadataImage) -> i32 {
@@ -152,7 +152,11 @@ impl Handler for MetadataHandler {
             MetadataResponse::default()
                 .with_brokers(brokers(&image))
                 .with_cluster_id(Some(StrBytes::from_string(broker.cluster_id.clone())))
-                .with_controller_id(BrokerId(controller_id(&broker, &image)))
+                // Clients send admin requests to the "controller" named here. The broker answering
+                // is alive and reachable by this client, and forwards them to the active
+                // controller, so naming itself never sends a client to a dead node after a
+                // controller failover (Kafka names a random live broker for the same reason).
+                .with_controller_id(BrokerId(broker.node_id()))
                 .with_topics(topics)
                 .with_cluster_authorized_operations(AUTHORIZED_OPERATIONS_OMITTED),
         )
