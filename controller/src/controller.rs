@@ -90,7 +90,12 @@ pub struct Controller {
     shutdown: CancellationToken,
 }
 
-fn raft_config(timing: &QuorumTiming) -> Result<openraft::Config, ControllerError> {
+/// The Raft configuration every controller runs with, derived from its quorum timing. Public so
+/// that the simulation test (`tests/simulation.rs`) runs the quorum exactly as production does.
+///
+/// # Errors
+/// When the derived timeouts are inconsistent (openraft's own validation).
+pub fn raft_config(timing: &QuorumTiming) -> Result<openraft::Config, ControllerError> {
     let election = u64::try_from(timing.election_timeout.as_millis()).unwrap_or(1000).max(50);
     openraft::Config {
         cluster_name: "sluice-metadata".into(),
