@@ -20,32 +20,13 @@ use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::Message;
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer, PurgeConfig};
 
+use common::rng::Rng;
 use common::{segment_batches, Broker};
 use rdkafka_util::{assert_contiguous, await_deliveries, consume_all, create_topic, producer, secs, segment_files};
 
 const PARTITIONS: i32 = 4;
 const TOPIC: &str = "durable";
 const SEGMENT_BYTES: &str = "262144";
-
-/// xorshift64: the crash schedule, replayable from the printed seed.
-struct Rng(u64);
-
-impl Rng {
-    fn from_env_or_clock() -> Self {
-        let seed = std::env::var("SLUICE_TEST_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or_else(|| {
-            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(1, |d| d.as_nanos() as u64)
-        });
-        println!("seed {seed} (rerun with SLUICE_TEST_SEED={seed})");
-        Rng(seed | 1)
-    }
-
-    fn below(&mut self, n: u64) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0 % n
-    }
-}
 
 /// What the test knows: every acknowledged record by partition and offset, and every value
 /// ever sent (acknowledged or not), so consumed data can be told apart from garbage.

@@ -30,6 +30,7 @@ use kafka_protocol::protocol::StrBytes;
 use uuid::Uuid;
 
 use common::cluster::Cluster;
+use common::rng::Rng;
 use common::Broker;
 
 /// The tests run one at a time: a 2-core machine running two of them at once would be measuring
@@ -38,30 +39,6 @@ static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
 
 /// Topic config resource type in DescribeConfigs / IncrementalAlterConfigs.
 const RESOURCE_TOPIC: i8 = 2;
-
-/// xorshift64: the crash schedule, replayable from the printed seed.
-struct Rng(u64);
-
-impl Rng {
-    fn from_env_or_clock() -> Self {
-        let seed = std::env::var("SLUICE_TEST_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or_else(|| {
-            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(1, |d| d.as_nanos() as u64)
-        });
-        println!("seed {seed} (rerun with SLUICE_TEST_SEED={seed})");
-        Rng(seed | 1)
-    }
-
-    fn below(&mut self, n: u64) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0 % n
-    }
-
-    fn between_ms(&mut self, low: u64, high: u64) -> Duration {
-        Duration::from_millis(low + self.below(high - low + 1))
-    }
-}
 
 /// One connection speaking kafka-protocol; any I/O failure is `None` (the caller drops it).
 struct Conn {

@@ -27,6 +27,7 @@ use crate::ops::cluster::{BrokerHeartbeat, BrokerRegistration, HeartbeatReply};
 use crate::ops::configs::AlterOp;
 use crate::ops::producer_ids::ProducerIdBlock;
 use crate::ops::topics::{CreateTopicSpec, CreatedTopic, TopicDefaults};
+use crate::raft::election::SplitVotes;
 use crate::raft::network::{serve, AppHandler, RpcClient};
 use crate::raft::{Command, CommandResult, Raft, TypeConfig};
 use crate::rpc::{plan, AdminOp, AdminReply, ControllerRequest, ControllerResponse, QuorumStatus, VoterStatus};
@@ -104,10 +105,12 @@ pub fn raft_config(timing: &QuorumTiming) -> Result<openraft::Config, Controller
         election_timeout_max: election * 2,
         snapshot_policy: openraft::SnapshotPolicy::LogsSinceLast(5000),
         max_in_snapshot_log_to_keep: 1000,
-        // Snapshot chunks travel as JSON (a byte becomes up to four characters): keep them small
-        // and give each one time on a loaded machine.
+        // Snapshot chunks travel as JSON (a byte becomes up to four characters): keep them small.
+        // While a chunk is in flight the leader sends that follower no heartbeat, so a lost chunk
+        // must be retried before the follower's election timer (at least `election`) runs out;
+        // otherwise the follower campaigns and deposes a healthy leader.
         snapshot_max_chunk_size: 512 * 1024,
-        install_snapshot_timeout: 10_000,
+        install_snapshot_timeout: (election * 3 / 4).max(10),
         ..Default::default()
     }
     .validate()
@@ -133,7 +136,10 @@ impl Controller {
             };
             voters.insert(config.node_id, addr);
         }
-        let rpc = RpcClient::new().with_local_id(u64::try_from(config.node_id).unwrap_or_default());
+        let split_votes = SplitVotes::new();
+        let rpc = RpcClient::new()
+            .with_local_id(u64::try_from(config.node_id).unwrap_or_default())
+            .with_split_votes(split_votes.clone());
         let mut follower_tx = None;
         let (raft, images) = if config.is_voter {
             let dir = config.metadata_dir.join("raft");
@@ -143,9 +149,11 @@ impl Controller {
             let node_id = u64::try_from(config.node_id)
                 .map_err(|_| ControllerError::InvalidRequest("node.id must not be negative".into()))?;
             let raft_config = Arc::new(raft_config(&config.timing)?);
-            let raft = Raft::new(node_id, raft_config, rpc.clone(), store.log, store.state_machine)
+            let raft = Raft::new(node_id, raft_config.clone(), rpc.clone(), store.log, store.state_machine)
                 .await
                 .map_err(|e| ControllerError::Storage(format!("raft start: {e}")))?;
+            let delays = SplitVotes::delays_for(Duration::from_millis(raft_config.election_timeout_min));
+            tokio::spawn(split_votes.break_ties(raft.clone(), delays, shutdown.clone()));
             let members: BTreeMap<u64, BasicNode> = voters
                 .iter()
                 .filter_map(|(id, addr)| Some((u64::try_from(*id).ok()?, BasicNode { addr: addr.clone() })))

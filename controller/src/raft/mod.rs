@@ -15,6 +15,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::records::MetadataRecord;
 
+pub mod election;
 pub mod network;
 pub mod store;
 

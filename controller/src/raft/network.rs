@@ -42,6 +42,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use super::election::SplitVotes;
 use super::{NodeId, Raft, TypeConfig};
 
 /// The largest frame payload either side accepts or sends.
@@ -174,12 +175,19 @@ pub trait Transport: Clone + Send + Sync + 'static {
 pub struct NetworkFactory<T> {
     transport: T,
     local_id: NodeId,
+    split_votes: Option<SplitVotes>,
 }
 
 impl<T: Transport> NetworkFactory<T> {
     /// `local_id` is this node's id; it only labels timeout errors.
     pub fn new(transport: T, local_id: NodeId) -> Self {
-        Self { transport, local_id }
+        Self { transport, local_id, split_votes: None }
+    }
+
+    /// Reports split votes seen in vote answers to `split_votes` (see [`SplitVotes`]).
+    pub fn with_split_votes(mut self, split_votes: SplitVotes) -> Self {
+        self.split_votes = Some(split_votes);
+        self
     }
 }
 
@@ -187,7 +195,13 @@ impl<T: Transport> RaftNetworkFactory<TypeConfig> for NetworkFactory<T> {
     type Network = PeerClient<T>;
 
     async fn new_client(&mut self, target: NodeId, node: &BasicNode) -> Self::Network {
-        PeerClient { transport: self.transport.clone(), local_id: self.local_id, target, node: node.clone() }
+        PeerClient {
+            transport: self.transport.clone(),
+            local_id: self.local_id,
+            target,
+            node: node.clone(),
+            split_votes: self.split_votes.clone(),
+        }
     }
 }
 
@@ -197,6 +211,7 @@ pub struct PeerClient<T> {
     local_id: NodeId,
     target: NodeId,
     node: BasicNode,
+    split_votes: Option<SplitVotes>,
 }
 
 type RaftRpcError<E = openraft::error::Infallible> = RPCError<NodeId, BasicNode, RaftError<NodeId, E>>;
@@ -271,8 +286,14 @@ impl<T: Transport> RaftNetwork<TypeConfig> for PeerClient<T> {
         rpc: VoteRequest<NodeId>,
         option: RPCOption,
     ) -> Result<VoteResponse<NodeId>, RaftRpcError> {
+        let sent = rpc.clone();
         match self.send(RPCTypes::Vote, RpcRequest::Vote(rpc), &option).await? {
-            RpcResponse::Vote(Ok(response)) => Ok(response),
+            RpcResponse::Vote(Ok(response)) => {
+                if let Some(split_votes) = &self.split_votes {
+                    split_votes.observe(self.target, &sent, &response);
+                }
+                Ok(response)
+            }
             RpcResponse::Vote(Err(error)) => Err(self.remote(error)),
             other => Err(self.unexpected(RPCTypes::Vote, &other)),
         }
@@ -391,6 +412,7 @@ fn looks_open(conn: &Conn) -> bool {
 pub struct RpcClient {
     pool: Arc<Pool>,
     local_id: NodeId,
+    split_votes: Option<SplitVotes>,
 }
 
 impl RpcClient {
@@ -401,6 +423,12 @@ impl RpcClient {
     /// Labels this node's Raft timeout errors with `id` (diagnostics only; defaults to 0).
     pub fn with_local_id(mut self, id: NodeId) -> Self {
         self.local_id = id;
+        self
+    }
+
+    /// Reports split votes seen in vote answers to `split_votes` (see [`SplitVotes`]).
+    pub fn with_split_votes(mut self, split_votes: SplitVotes) -> Self {
+        self.split_votes = Some(split_votes);
         self
     }
 
@@ -450,7 +478,13 @@ impl RaftNetworkFactory<TypeConfig> for RpcClient {
     type Network = PeerClient<RpcClient>;
 
     async fn new_client(&mut self, target: NodeId, node: &BasicNode) -> Self::Network {
-        PeerClient { transport: self.clone(), local_id: self.local_id, target, node: node.clone() }
+        PeerClient {
+            transport: self.clone(),
+            local_id: self.local_id,
+            target,
+            node: node.clone(),
+            split_votes: self.split_votes.clone(),
+        }
     }
 }
 

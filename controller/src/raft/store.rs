@@ -43,6 +43,7 @@ const LOG_TREE: &str = "raft_log";
 const META_TREE: &str = "raft_meta";
 const SNAPSHOT_TREE: &str = "raft_snapshot";
 
+const KEY_FORMAT: &[u8] = b"format";
 const KEY_VOTE: &[u8] = b"vote";
 const KEY_COMMITTED: &[u8] = b"committed";
 const KEY_LAST_PURGED: &[u8] = b"last_purged";
@@ -53,6 +54,12 @@ const KEY_SNAPSHOT_DATA: &[u8] = b"data";
 const READ_MAX_ENTRIES: usize = 1024;
 /// ...or once this many encoded bytes were read (always returning at least one entry).
 const READ_MAX_BYTES: usize = 4 << 20;
+
+/// The store's format, kept under `raft_meta/format`. 2: standard Raft leader ids (openraft's
+/// `single-term-leader`: a vote names a term and the node voted for, a log id only the term).
+/// Stores written before had no format key and openraft's default leader ids, which this build
+/// cannot read.
+const STORE_FORMAT: u8 = 2;
 
 /// The snapshot payload's format byte.
 const SNAPSHOT_FORMAT: u8 = 1;
@@ -117,6 +124,7 @@ pub fn open(dir: &Path) -> Result<MetadataStore, ControllerError> {
     let log = tree(LOG_TREE)?;
     let meta = tree(META_TREE)?;
     let snapshots = tree(SNAPSHOT_TREE)?;
+    check_format(&meta, &log, &snapshots).map_err(|e| fail("metadata store", &e))?;
 
     // A purge persists the pointer and deletes the entries in one flush; should a crash have kept
     // only a prefix of it, drop what the pointer says is gone.
@@ -145,6 +153,26 @@ pub fn open(dir: &Path) -> Result<MetadataStore, ControllerError> {
         state_machine: StateMachineStore { inner: Arc::new(sm) },
         images: receiver,
     })
+}
+
+/// Refuses a store in another format (with what to do about it); marks a new store with ours.
+fn check_format(meta: &sled::Tree, log: &sled::Tree, snapshots: &sled::Tree) -> Result<(), String> {
+    let io = |e: sled::Error| e.to_string();
+    match meta.get(KEY_FORMAT).map_err(io)? {
+        Some(format) if format.as_ref() == [STORE_FORMAT] => Ok(()),
+        Some(format) => Err(format!(
+            "has format {format:?}, this Sluice reads format {STORE_FORMAT}: use the Sluice version that wrote it"
+        )),
+        None if meta.is_empty() && log.is_empty() && snapshots.is_empty() => {
+            // Becomes durable with the first vote, which fsyncs everything written before it.
+            meta.insert(KEY_FORMAT, &[STORE_FORMAT]).map_err(io)?;
+            Ok(())
+        }
+        None => Err("was written by an earlier Sluice whose Raft votes and log ids this version cannot read \
+                     (it now runs standard Raft, one leader per term): start this node with an empty data \
+                     directory, or run the earlier version"
+            .to_owned()),
+    }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -738,6 +766,40 @@ mod tests {
         // The image published before is a snapshot: applying did not mutate it.
         assert!(before.topic_by_name("b").is_none());
         assert_eq!(state_machine.applied_state().await.unwrap().0, Some(log_id(1, 4)));
+    }
+
+    #[tokio::test]
+    async fn a_store_in_another_format_is_refused_with_what_to_do() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let MetadataStore { mut log, .. } = open(dir.path()).unwrap();
+            log.save_vote(&Vote::new(3, 1)).await.unwrap();
+        }
+        // Our own format reopens.
+        drop(open(dir.path()).unwrap());
+        let set_format = |format: Option<&[u8]>| {
+            let db = sled::Config::new().path(dir.path()).open().unwrap();
+            let meta = db.open_tree(META_TREE).unwrap();
+            match format {
+                Some(format) => meta.insert(KEY_FORMAT, format).unwrap(),
+                None => meta.remove(KEY_FORMAT).unwrap(),
+            };
+            db.flush().unwrap();
+        };
+
+        // Written before the format key existed (openraft's default leader ids).
+        set_format(None);
+        let error = open(dir.path()).map(|_| ()).unwrap_err().to_string();
+        assert!(error.contains("earlier Sluice") && error.contains("empty data directory"), "{error}");
+
+        // A later format.
+        set_format(Some(&[9]));
+        let error = open(dir.path()).map(|_| ()).unwrap_err().to_string();
+        assert!(error.contains("format [9]") && error.contains("reads format 2"), "{error}");
+
+        set_format(Some(&[STORE_FORMAT]));
+        let MetadataStore { mut log, .. } = open(dir.path()).unwrap();
+        assert_eq!(log.read_vote().await.unwrap(), Some(Vote::new(3, 1)));
     }
 
     #[tokio::test]
