@@ -24,6 +24,8 @@ pub struct Broker {
     pub metadata: MetadataView,
     pub lifecycle: Arc<crate::lifecycle::Lifecycle>,
     pub replicas: ReplicaManager,
+    /// Copies the partitions this broker follows from their leaders.
+    pub fetchers: crate::replica::fetcher::FetcherManager,
     pub producer_ids: ProducerIdManager,
     pub fetch_sessions: std::sync::Mutex<crate::handlers::fetch::session::SessionCache>,
     pub groups: crate::groups::GroupHost,
@@ -186,6 +188,7 @@ pub async fn start(
     let metadata = MetadataView::new(controller.subscribe());
     let broker = Arc::new(Broker {
         replicas: ReplicaManager::new(config.clone()),
+        fetchers: crate::replica::fetcher::FetcherManager::new(config.node_id, config.replication, shutdown.clone()),
         groups: crate::groups::GroupHost::new(group_host_config(&config)),
         config,
         cluster_id,
@@ -199,7 +202,9 @@ pub async fn start(
         tasks,
     });
     // Load (and recover) every log this broker holds a replica of before asking to be unfenced.
-    broker.replicas.sync_with_image(&broker.metadata.image()).await?;
+    let image = broker.metadata.image();
+    broker.replicas.sync_with_image(&image).await?;
+    broker.fetchers.update(&image, &broker.replicas.all());
     if !broker.lifecycle.unfence(&broker.shutdown).await {
         return Ok(None);
     }
@@ -218,8 +223,14 @@ pub fn spawn_background(broker: &Arc<Broker>) {
                 changed = rx.changed() => if changed.is_err() { break },
             }
             let image = rx.borrow_and_update().clone();
-            if let Err(e) = b.replicas.sync_with_image(&image).await {
-                tracing::error!(error = %e, "could not bring hosted partitions in line with metadata");
+            match b.replicas.sync_with_image(&image).await {
+                Ok(changes) => {
+                    for (partition, change) in &changes {
+                        tracing::debug!(topic = %partition.topic, partition = partition.index, ?change, "role changed");
+                    }
+                    b.fetchers.update(&image, &b.replicas.all());
+                }
+                Err(e) => tracing::error!(error = %e, "could not bring hosted partitions in line with metadata"),
             }
         }
     });
@@ -233,6 +244,32 @@ pub fn spawn_background(broker: &Arc<Broker>) {
         }
         if let Err(e) = partition.log.roll_if_due(now_ms) {
             tracing::warn!(topic = %partition.topic, partition = partition.index, error = %e, "segment roll failed");
+        }
+    }));
+    // ISR shrinks: followers that have not caught up for replica.lag.time.max.ms.
+    let b = Arc::clone(broker);
+    let lag_max_ms = b.config.replication.lag_time_max_ms;
+    broker.tasks.spawn(async move {
+        let mut ticker =
+            tokio::time::interval(std::time::Duration::from_millis(u64::try_from(lag_max_ms / 2).unwrap_or(1).max(10)));
+        loop {
+            tokio::select! {
+                () = b.shutdown.cancelled() => break,
+                _ = ticker.tick() => {}
+            }
+            let now_ms = crate::clock::now_ms();
+            for partition in b.replicas.all() {
+                if let Some(proposal) = partition.shrink_proposal(now_ms, lag_max_ms) {
+                    crate::replica::propose_isr_change(&b, partition, proposal);
+                }
+            }
+        }
+    });
+    let every =
+        std::time::Duration::from_millis(broker.config.replication.high_watermark_checkpoint_interval_ms.max(100));
+    broker.tasks.spawn(periodic(Arc::clone(broker), every, |partition, _| {
+        if let Err(e) = partition.log.checkpoint_high_watermark() {
+            tracing::warn!(topic = %partition.topic, partition = partition.index, error = %e, "high watermark checkpoint failed");
         }
     }));
     broker.tasks.spawn(periodic(Arc::clone(broker), std::time::Duration::from_millis(1000), |partition, now_ms| {

@@ -167,8 +167,27 @@ pub struct BrokerConfig {
     pub fetch_max_bytes: usize,
     /// Consumer-group coordination settings (`offsets.topic.*`, `group.*`).
     pub groups: GroupSettings,
+    /// Follower fetching and ISR settings (`replica.*`).
+    pub replication: ReplicationSettings,
     /// Every value set explicitly, by Kafka name (file, environment, flags).
     pub explicit: BTreeMap<String, String>,
+}
+
+/// How followers fetch and when the leader drops them from the ISR.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ReplicationSettings {
+    /// `replica.lag.time.max.ms`: a follower not caught up for this long leaves the ISR.
+    pub lag_time_max_ms: i64,
+    /// `replica.fetch.wait.max.ms`: how long a follower's fetch waits at the leader for data.
+    pub fetch_wait_max_ms: i32,
+    /// `replica.fetch.max.bytes`: per partition per follower fetch.
+    pub fetch_max_bytes: i32,
+    /// `replica.fetch.response.max.bytes`: per follower fetch.
+    pub fetch_response_max_bytes: i32,
+    /// `replica.fetch.backoff.ms`: pause after a failed follower fetch.
+    pub fetch_backoff_ms: u64,
+    /// `replica.high.watermark.checkpoint.interval.ms`
+    pub high_watermark_checkpoint_interval_ms: u64,
 }
 
 /// Broker configs Sluice knows besides the topic-config synonyms, with Kafka's defaults
@@ -205,6 +224,12 @@ pub const BROKER_DEFAULTS: &[(&str, &str)] = &[
     ("process.roles", "broker,controller"),
     ("queued.max.request.bytes", "268435456"),
     ("queued.max.requests", "500"),
+    ("replica.fetch.backoff.ms", "1000"),
+    ("replica.fetch.max.bytes", "1048576"),
+    ("replica.fetch.response.max.bytes", "10485760"),
+    ("replica.fetch.wait.max.ms", "500"),
+    ("replica.high.watermark.checkpoint.interval.ms", "5000"),
+    ("replica.lag.time.max.ms", "30000"),
     ("socket.request.max.bytes", "104857600"),
 ];
 
@@ -311,6 +336,17 @@ impl BrokerConfig {
             log_retention_check_interval_ms: parse(&explicit, "log.retention.check.interval.ms")?,
             fetch_max_bytes: parse(&explicit, "fetch.max.bytes")?,
             groups: GroupSettings::from_values(&explicit)?,
+            replication: ReplicationSettings {
+                lag_time_max_ms: parse(&explicit, "replica.lag.time.max.ms")?,
+                fetch_wait_max_ms: parse(&explicit, "replica.fetch.wait.max.ms")?,
+                fetch_max_bytes: parse(&explicit, "replica.fetch.max.bytes")?,
+                fetch_response_max_bytes: parse(&explicit, "replica.fetch.response.max.bytes")?,
+                fetch_backoff_ms: parse(&explicit, "replica.fetch.backoff.ms")?,
+                high_watermark_checkpoint_interval_ms: parse(
+                    &explicit,
+                    "replica.high.watermark.checkpoint.interval.ms",
+                )?,
+            },
             explicit,
         };
         config.check_topic_synonyms()?;

@@ -15,7 +15,6 @@ use std::time::{Duration, Instant};
 use common::cluster::Cluster;
 use rdkafka::admin::{AdminClient, AdminOptions, AlterConfig, NewTopic, ResourceSpecifier, TopicReplication};
 use rdkafka::client::DefaultClientContext;
-use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::producer::FutureRecord;
 use rdkafka_util::client_config;
 
@@ -51,15 +50,8 @@ fn create_within(bootstrap: &str, name: &str, partitions: i32, rf: i32, within: 
     }
 }
 
-/// Partition -> (leader, isr) of `topic` as the broker at `bootstrap` reports it.
 fn leaders(bootstrap: &str, topic: &str) -> Option<BTreeMap<i32, (i32, Vec<i32>)>> {
-    let consumer: BaseConsumer = client_config(bootstrap, &[]).create().ok()?;
-    let metadata = consumer.fetch_metadata(Some(topic), Duration::from_secs(5)).ok()?;
-    let t = metadata.topics().iter().find(|t| t.name() == topic)?;
-    if t.error().is_some() || t.partitions().is_empty() {
-        return None;
-    }
-    Some(t.partitions().iter().map(|p| (p.id(), (p.leader(), p.isr().to_vec()))).collect())
+    rdkafka_util::leaders_and_isr(bootstrap, topic)
 }
 
 fn topic_exists(bootstrap: &str, topic: &str) -> bool {

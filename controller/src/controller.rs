@@ -25,6 +25,7 @@ use crate::error::ControllerError;
 use crate::image::MetadataImage;
 use crate::ops::cluster::{BrokerHeartbeat, BrokerRegistration, HeartbeatReply};
 use crate::ops::configs::AlterOp;
+use crate::ops::partitions::{AlterPartitionRequest, PartitionState};
 use crate::ops::producer_ids::ProducerIdBlock;
 use crate::ops::topics::{CreateTopicSpec, CreatedTopic, TopicDefaults};
 use crate::raft::election::SplitVotes;
@@ -464,6 +465,18 @@ impl Controller {
     /// When no active controller committed the registration.
     pub async fn register_broker(&self, registration: BrokerRegistration) -> Result<(), ControllerError> {
         self.submit(AdminOp::RegisterBroker(registration)).await.map(|_| ())
+    }
+
+    /// Asks the active controller for a new ISR of a partition this broker leads.
+    ///
+    /// # Errors
+    /// The controller's refusal (see [`crate::ops::partitions::alter_partition`]), or no active
+    /// controller answered.
+    pub async fn alter_partition(&self, request: AlterPartitionRequest) -> Result<PartitionState, ControllerError> {
+        match self.submit(AdminOp::AlterPartition(request)).await? {
+            AdminReply::Partition(result) => result,
+            other => Err(failure(Ok(other))),
+        }
     }
 
     /// Sends a broker heartbeat to the active controller.

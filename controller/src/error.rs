@@ -23,6 +23,19 @@ pub enum ControllerError {
     InvalidRequest(String),
     #[error("metadata log failure: {0}")]
     Storage(String),
+    /// An ISR change from a leader whose leader epoch is not the partition's current one
+    /// (`FENCED_LEADER_EPOCH`).
+    #[error("fenced leader epoch: {0}")]
+    FencedLeaderEpoch(String),
+    /// An ISR change based on an older partition epoch (`INVALID_UPDATE_VERSION`).
+    #[error("invalid update version: {0}")]
+    InvalidUpdateVersion(String),
+    /// An ISR change adding a replica that is fenced or not registered (`INELIGIBLE_REPLICA`).
+    #[error("ineligible replica: {0}")]
+    IneligibleReplica(String),
+    /// An ISR change from a broker that does not lead the partition (`NOT_LEADER_OR_FOLLOWER`).
+    #[error("not the leader: {0}")]
+    NotLeaderOrFollower(String),
     /// No active controller could be reached in time (Kafka answers REQUEST_TIMED_OUT).
     #[error("no active controller: {0}")]
     Unavailable(String),

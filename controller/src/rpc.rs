@@ -15,6 +15,7 @@ use crate::ops::cluster::{
     fence_broker, heartbeat, register_broker, BrokerHeartbeat, BrokerRegistration, HeartbeatReply,
 };
 use crate::ops::configs::{alter_topic_configs, incremental_alter_topic_configs, AlterOp};
+use crate::ops::partitions::{alter_partition, AlterPartitionRequest, PartitionState};
 use crate::ops::producer_ids::{allocate_producer_ids, ProducerIdBlock};
 use crate::ops::topics::{create_partitions, create_topic, delete_topic, CreateTopicSpec, CreatedTopic, TopicDefaults};
 use crate::ops::OpResult;
@@ -55,6 +56,8 @@ pub enum AdminOp {
     },
     RegisterBroker(BrokerRegistration),
     Heartbeat(BrokerHeartbeat),
+    /// A partition leader's ISR change.
+    AlterPartition(AlterPartitionRequest),
     /// Internal: the active controller fences brokers whose sessions expired.
     FenceBrokers {
         node_ids: Vec<i32>,
@@ -73,6 +76,7 @@ pub enum AdminReply {
     PerItem(Vec<Result<(), ControllerError>>),
     ProducerIds(Result<ProducerIdBlock, ControllerError>),
     Heartbeat(HeartbeatReply),
+    Partition(Result<PartitionState, ControllerError>),
     Done,
 }
 
@@ -184,6 +188,10 @@ pub fn plan(op: &AdminOp, image: &MetadataImage, defaults: TopicDefaults) -> (Ve
             let r = heartbeat(image, hb);
             (r.records, AdminReply::Heartbeat(r.response))
         }
+        AdminOp::AlterPartition(request) => match alter_partition(image, request) {
+            Ok(r) => (r.records, AdminReply::Partition(Ok(r.response))),
+            Err(e) => (Vec::new(), AdminReply::Partition(Err(e))),
+        },
         AdminOp::FenceBrokers { node_ids } => {
             let mut scratch = image.clone();
             let mut records = Vec::new();

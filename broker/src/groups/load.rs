@@ -14,6 +14,7 @@ use super::{GroupHostConfig, OFFSETS_TOPIC};
 use crate::broker::Broker;
 use crate::coordinator::group::records::{self, Record};
 use crate::coordinator::group::{GroupConfig, GroupCoordinator, GroupError};
+use crate::replica::manager::PartitionError;
 use crate::replica::Partition;
 
 /// Bytes read per step while replaying a partition.
@@ -75,7 +76,9 @@ pub async fn replay(partition: &Arc<Partition>, config: &GroupConfig) -> Result<
 }
 
 fn read_all(log: &crate::storage::Log) -> Result<Vec<Record>, GroupError> {
-    let end = log.high_watermark();
+    // To the log end, not the high watermark: a new leader's log is the partition's truth, and
+    // its tail becomes committed as the followers copy it (Kafka loads the same way).
+    let end = log.log_end_offset();
     let mut offset = log.log_start_offset();
     let mut out = Vec::new();
     while offset < end {
@@ -155,12 +158,27 @@ pub async fn append_records(partition: &Partition, group_records: &[Record]) -> 
         &RecordEncodeOptions { version: 2, compression: Compression::None },
     )
     .map_err(|_| GroupError::UnknownServerError)?;
-    let info = partition.append(buf.to_vec(), 0).await.map_err(|e| {
+    let (info, leader_epoch) = partition.append_as_leader(buf.to_vec(), false).await.map_err(|e| {
         tracing::warn!(error = %e, "group records append failed");
-        GroupError::UnknownServerError
+        match e {
+            PartitionError::NotLeader => GroupError::NotCoordinator,
+            _ => GroupError::UnknownServerError,
+        }
     })?;
     partition.make_durable(info.last_offset + 1).await.map_err(|e| {
         tracing::warn!(error = %e, "group records fsync failed");
         GroupError::UnknownServerError
+    })?;
+    // As Kafka writes group records with acks=all: the ISR holds them before they count.
+    let deadline = std::time::Instant::now() + COMMIT_TIMEOUT;
+    partition.wait_replicated(info.last_offset + 1, leader_epoch, deadline).await.map_err(|e| {
+        tracing::warn!(error = %e, "group records not replicated");
+        match e {
+            PartitionError::NotLeader => GroupError::NotCoordinator,
+            _ => GroupError::CoordinatorNotAvailable,
+        }
     })
 }
+
+/// How long a coordinator waits for its records to reach the ISR (`offsets.commit.timeout.ms`).
+const COMMIT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);

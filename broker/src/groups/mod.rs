@@ -6,7 +6,8 @@
 //! durable) under their tickets, appends the records it asks for to the partition's log (durable
 //! before anything waiting on them is answered), and ticks it for timeouts. A partition is loaded
 //! on first use: the internal topic is created if missing, and the coordinator is rebuilt by
-//! replaying the partition from its log start. Handlers call the async methods of [`GroupHost`].
+//! replaying the partition from its log start. It is unloaded when this broker stops leading the
+//! partition. Handlers call the async methods of [`GroupHost`].
 
 mod load;
 
@@ -334,7 +335,15 @@ async fn run_shard(
     let mut parked: HashMap<Ticket, Parked> = HashMap::new();
     let mut ticker = tokio::time::interval(Duration::from_millis(TICK_MS));
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    // The coordinator lives as long as this broker leads its partition in the epoch it was
+    // loaded in; then it steps down (its groups answer NOT_COORDINATOR and clients find the new
+    // coordinator, which replays the partition).
+    let loaded_in = partition.role();
     loop {
+        if partition.role() != loaded_in || loaded_in.0 != crate::replica::partition::Role::Leader {
+            tracing::info!(topic = %partition.topic, partition = partition.index, "unloading group coordinator: leadership moved");
+            break;
+        }
         let effects = tokio::select! {
             () = broker.shutdown.cancelled() => break,
             job = rx.recv() => match job {

@@ -112,8 +112,14 @@ fn broker_config_type(name: &str) -> i8 {
         | "offsets.topic.replication.factor"
         | "broker.heartbeat.interval.ms"
         | "broker.session.timeout.ms"
-        | "controller.quorum.election.timeout.ms" => ConfigType::Int,
+        | "controller.quorum.election.timeout.ms"
+        | "replica.fetch.backoff.ms"
+        | "replica.fetch.max.bytes"
+        | "replica.fetch.response.max.bytes"
+        | "replica.fetch.wait.max.ms" => ConfigType::Int,
         "connections.max.idle.ms"
+        | "replica.high.watermark.checkpoint.interval.ms"
+        | "replica.lag.time.max.ms"
         | "log.retention.check.interval.ms"
         | "queued.max.request.bytes"
         | "offsets.retention.check.interval.ms" => ConfigType::Long,

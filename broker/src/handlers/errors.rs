@@ -3,6 +3,7 @@
 use kafka_protocol::error::ResponseError;
 use sluice_controller::ControllerError;
 
+use crate::replica::manager::PartitionError;
 use crate::storage::StorageError;
 
 /// The Kafka error for a storage failure on one partition.
@@ -18,6 +19,20 @@ pub fn storage_error(e: &StorageError) -> ResponseError {
         StorageError::InvalidProducerEpoch { .. } => ResponseError::InvalidProducerEpoch,
         StorageError::OffsetOutOfRange { .. } => ResponseError::OffsetOutOfRange,
         StorageError::Io { .. } | StorageError::Corrupted { .. } => ResponseError::KafkaStorageError,
+        // Only a follower's append can meet it (the leader sent batches that do not follow on).
+        StorageError::NonContiguousAppend { .. } => ResponseError::UnknownServerError,
+    }
+}
+
+/// The Kafka error for a partition that cannot take a request here.
+pub fn partition_error(e: &PartitionError) -> ResponseError {
+    match e {
+        PartitionError::UnknownTopicOrPartition => ResponseError::UnknownTopicOrPartition,
+        PartitionError::NotLeader => ResponseError::NotLeaderOrFollower,
+        PartitionError::NotEnoughReplicas => ResponseError::NotEnoughReplicas,
+        PartitionError::NotEnoughReplicasAfterAppend => ResponseError::NotEnoughReplicasAfterAppend,
+        PartitionError::Timeout => ResponseError::RequestTimedOut,
+        PartitionError::Storage(s) => storage_error(s),
     }
 }
 
@@ -34,6 +49,10 @@ pub fn controller_error(e: &ControllerError) -> ResponseError {
         ControllerError::InvalidConfig(_) => ResponseError::InvalidConfig,
         ControllerError::InvalidRequest(_) => ResponseError::InvalidRequest,
         ControllerError::Storage(_) => ResponseError::KafkaStorageError,
+        ControllerError::FencedLeaderEpoch(_) => ResponseError::FencedLeaderEpoch,
+        ControllerError::InvalidUpdateVersion(_) => ResponseError::InvalidUpdateVersion,
+        ControllerError::IneligibleReplica(_) => ResponseError::IneligibleReplica,
+        ControllerError::NotLeaderOrFollower(_) => ResponseError::NotLeaderOrFollower,
         ControllerError::Unavailable(_) | ControllerError::NotController => ResponseError::RequestTimedOut,
     }
 }

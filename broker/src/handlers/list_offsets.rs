@@ -8,10 +8,9 @@ use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::list_offsets_response::{ListOffsetsPartitionResponse, ListOffsetsTopicResponse};
 use kafka_protocol::messages::{ApiKey, ListOffsetsRequest, ListOffsetsResponse};
 
-use super::errors::storage_error;
+use super::errors::{partition_error, storage_error};
 use super::{Handler, RequestContext};
 use crate::broker::Broker;
-use crate::replica::manager::PartitionError;
 use crate::replica::Partition;
 
 pub struct ListOffsetsHandler;
@@ -95,9 +94,7 @@ impl Handler for ListOffsetsHandler {
                             .await
                             .unwrap_or(Err(ResponseError::UnknownServerError))
                     }
-                    Err(PartitionError::NotLeader) => Err(ResponseError::NotLeaderOrFollower),
-                    Err(PartitionError::UnknownTopicOrPartition) => Err(ResponseError::UnknownTopicOrPartition),
-                    Err(PartitionError::Storage(e)) => Err(storage_error(&e)),
+                    Err(e) => Err(partition_error(&e)),
                 };
                 partitions.push(match result {
                     Ok((timestamp, offset)) => answer(index, None, timestamp, offset, reported_epoch),

@@ -33,6 +33,7 @@ pub mod metadata;
 pub mod offset_commit;
 pub mod offset_delete;
 pub mod offset_fetch;
+pub mod offset_for_leader_epoch;
 pub mod produce;
 pub mod slots;
 pub mod sync_group;
@@ -154,6 +155,7 @@ pub const REGISTRY: &[ApiEntry] = &[
     entry::<produce::ProduceHandler>(),
     entry::<fetch::FetchHandler>(),
     entry::<list_offsets::ListOffsetsHandler>(),
+    entry::<offset_for_leader_epoch::OffsetForLeaderEpochHandler>(),
     entry::<offset_commit::OffsetCommitHandler>(),
     entry::<offset_fetch::OffsetFetchHandler>(),
     entry::<find_coordinator::FindCoordinatorHandler>(),

@@ -7,7 +7,7 @@ use std::sync::{Arc, RwLock};
 use sluice_controller::image::MetadataImage;
 use uuid::Uuid;
 
-use super::partition::Partition;
+use super::partition::{Partition, RoleChange};
 use crate::config::BrokerConfig;
 use crate::storage::{Log, StorageError};
 
@@ -23,6 +23,12 @@ pub enum PartitionError {
     UnknownTopicOrPartition,
     #[error("this broker is not the leader")]
     NotLeader,
+    #[error("fewer in-sync replicas than min.insync.replicas")]
+    NotEnoughReplicas,
+    #[error("written, but the ISR fell below min.insync.replicas before it was replicated")]
+    NotEnoughReplicasAfterAppend,
+    #[error("not replicated to the ISR in time")]
+    Timeout,
     #[error(transparent)]
     Storage(#[from] StorageError),
 }
@@ -98,18 +104,35 @@ impl ReplicaManager {
         let log = tokio::task::spawn_blocking(move || open_partition_log(&dir, topic_id, log_config))
             .await
             .map_err(|e| StorageError::Io(std::io::Error::other(e.to_string())))??;
-        let partition = Arc::new(Partition::new(name, topic_id, index, log, image.applied_count));
+        let partition = Arc::new(Partition::new(name, topic_id, index, log, image.applied_count, self.config.node_id));
+        if let Some(p) = topic.partitions.get(&index) {
+            partition.apply_image(p, self.min_insync(image, &topic.name), crate::clock::now_ms());
+        }
         self.write_map().insert((topic_id, index), Arc::clone(&partition));
         Ok(partition)
     }
 
+    /// The topic's effective `min.insync.replicas`.
+    fn min_insync(&self, image: &MetadataImage, topic: &str) -> usize {
+        self.config
+            .topic_config_value("min.insync.replicas", &image.topic_configs(topic))
+            .and_then(|(v, _)| v.trim().parse::<usize>().ok())
+            .unwrap_or(1)
+    }
+
     /// Brings the hosted set in line with `image`: opens every partition this broker is a replica
-    /// of (leading it or not: leadership moves, the log stays),
-    /// applies changed topic configs, and closes and deletes partitions whose topic is gone.
+    /// of (leading it or not: leadership moves, the log stays), gives each its role, leader epoch
+    /// and ISR, applies changed topic configs, and closes and deletes partitions whose topic is
+    /// gone. Returns the partitions whose role changed.
     ///
     /// # Errors
     /// The first log that failed to open.
-    pub async fn sync_with_image(&self, image: &MetadataImage) -> Result<(), PartitionError> {
+    pub async fn sync_with_image(
+        &self,
+        image: &MetadataImage,
+    ) -> Result<Vec<(Arc<Partition>, RoleChange)>, PartitionError> {
+        let mut changes = Vec::new();
+        let now_ms = crate::clock::now_ms();
         for topic in image.topics.values() {
             let log_config = self.config.log_config(&image.topic_configs(&topic.name));
             let hosted = |p: &&sluice_controller::image::PartitionImage| {
@@ -122,6 +145,10 @@ impl ReplicaManager {
                 };
                 if partition.log.config() != log_config {
                     partition.log.update_config(log_config);
+                }
+                let change = partition.apply_image(p, self.min_insync(image, &topic.name), now_ms);
+                if change != RoleChange::Unchanged {
+                    changes.push((partition, change));
                 }
             }
         }
@@ -145,7 +172,7 @@ impl ReplicaManager {
             let _ = tokio::task::spawn_blocking(move || log.delete()).await;
         }
         self.remove_orphan_dirs(image).await;
-        Ok(())
+        Ok(changes)
     }
 
     /// Deletes partition directories on disk whose topic id the image no longer has (the topic

@@ -179,13 +179,36 @@ pub fn compute_crc(batch: &[u8]) -> u32 {
 /// `CorruptMessage` for a truncated batch or a bad CRC; `MessageTooLarge` when one batch exceeds
 /// `max_message_bytes`; `UnsupportedForMessageFormat`; `UnsupportedCompressionType`.
 pub fn validate_record_set(bytes: &[u8], max_message_bytes: i32) -> Result<Vec<BatchInfo>> {
+    validate_set(bytes, Origin::Client { max_message_bytes })
+}
+
+/// Splits a record set fetched from the partition leader into batches and checks each one as
+/// [`validate_record_set`] does, except that there is no size limit (the leader already applied
+/// its `max.message.bytes`, which may differ from ours) and control batches are accepted (the
+/// leader writes them itself).
+///
+/// # Errors
+///
+/// As [`validate_record_set`], without `MessageTooLarge`.
+pub fn validate_replicated_set(bytes: &[u8]) -> Result<Vec<BatchInfo>> {
+    validate_set(bytes, Origin::Leader)
+}
+
+/// Who wrote a record set, which decides the rules it must follow.
+#[derive(Debug, Clone, Copy)]
+enum Origin {
+    Client { max_message_bytes: i32 },
+    Leader,
+}
+
+fn validate_set(bytes: &[u8], origin: Origin) -> Result<Vec<BatchInfo>> {
     if bytes.is_empty() {
         return Err(StorageError::InvalidRecord("empty record set".into()));
     }
     let mut batches = Vec::new();
     let mut position = 0;
     while position < bytes.len() {
-        let header = validate_batch(&bytes[position..], max_message_bytes)?;
+        let header = validate_batch(&bytes[position..], origin)?;
         let size = header.size();
         batches.push(BatchInfo { position, size, header });
         position += size;
@@ -194,11 +217,13 @@ pub fn validate_record_set(bytes: &[u8], max_message_bytes: i32) -> Result<Vec<B
 }
 
 /// Checks the batch at the start of `rest` and returns its header.
-fn validate_batch(rest: &[u8], max_message_bytes: i32) -> Result<BatchHeader> {
+fn validate_batch(rest: &[u8], origin: Origin) -> Result<BatchHeader> {
     let header = parse_header(rest)?;
     let size = header.size();
-    if size as u64 > u64::try_from(max_message_bytes).unwrap_or(0) {
-        return Err(StorageError::MessageTooLarge { size, max: max_message_bytes });
+    if let Origin::Client { max_message_bytes } = origin {
+        if size as u64 > u64::try_from(max_message_bytes).unwrap_or(0) {
+            return Err(StorageError::MessageTooLarge { size, max: max_message_bytes });
+        }
     }
     if size > rest.len() {
         return Err(StorageError::CorruptMessage);
@@ -210,7 +235,7 @@ fn validate_batch(rest: &[u8], max_message_bytes: i32) -> Result<BatchHeader> {
     if header.compression() > MAX_CODEC {
         return Err(StorageError::UnsupportedCompressionType(header.compression()));
     }
-    check_header_rules(&header)?;
+    check_header_rules(&header, matches!(origin, Origin::Leader))?;
     if header.compression() == 0 {
         for (index, record) in RecordWalker::new(batch)?.enumerate() {
             if i64::from(record?.offset_delta) != index as i64 {
@@ -225,18 +250,19 @@ fn invalid(reason: &str) -> StorageError {
     StorageError::InvalidRecord(reason.to_owned())
 }
 
-/// The rules a client's batch header must follow beyond its framing.
-fn check_header_rules(header: &BatchHeader) -> Result<()> {
+/// The rules a batch header must follow beyond its framing; only a leader may send control
+/// batches (which carry a producer id but no sequence).
+fn check_header_rules(header: &BatchHeader, control_allowed: bool) -> Result<()> {
     if header.record_count < 1 {
         return Err(invalid("batch has no records"));
     }
     if i64::from(header.last_offset_delta) != i64::from(header.record_count) - 1 {
         return Err(invalid("lastOffsetDelta does not match recordCount"));
     }
-    if header.is_control() {
+    if header.is_control() && !control_allowed {
         return Err(invalid("clients may not write control batches"));
     }
-    if header.has_producer_id() && header.base_sequence < 0 {
+    if header.has_producer_id() && header.base_sequence < 0 && !header.is_control() {
         return Err(invalid("idempotent batch without a base sequence"));
     }
     Ok(())
@@ -652,6 +678,25 @@ mod tests {
     }
 
     #[test]
+    fn replicated_sets_skip_the_size_limit_and_may_hold_control_batches() {
+        let big = TestBatch::new(200).encode();
+        assert!(matches!(validate_record_set(&big, 1_000), Err(StorageError::MessageTooLarge { .. })));
+        assert_eq!(validate_replicated_set(&big).unwrap()[0].header.record_count, 200);
+        let mut control = TestBatch::new(1).idempotent(7, 0, -1).encode();
+        control[22] |= 0x20;
+        fix_crc(&mut control);
+        assert!(matches!(err(&control), StorageError::InvalidRecord(_)));
+        assert!(validate_replicated_set(&control).unwrap()[0].header.is_control());
+        // Every other rule still holds.
+        let mut bad = TestBatch::new(2).encode();
+        bad[70] ^= 1;
+        assert!(matches!(validate_replicated_set(&bad), Err(StorageError::CorruptMessage)));
+        let no_seq = TestBatch::new(1).idempotent(7, 0, -1).encode();
+        assert!(matches!(validate_replicated_set(&no_seq), Err(StorageError::InvalidRecord(_))));
+        assert!(matches!(validate_replicated_set(&[]), Err(StorageError::InvalidRecord(_))));
+    }
+
+    #[test]
     fn idempotent_without_sequence_is_invalid() {
         let b = TestBatch::new(1).idempotent(7, 0, -1).encode();
         assert!(matches!(err(&b), StorageError::InvalidRecord(_)));
@@ -710,8 +755,10 @@ mod tests {
                 let mut b = base.clone();
                 b[i] = x;
                 let _ = validate_record_set(&b, MAX);
+                let _ = validate_replicated_set(&b);
                 fix_crc(&mut b);
                 let _ = validate_record_set(&b, MAX);
+                let _ = validate_replicated_set(&b);
             }
         }
     }

@@ -1,10 +1,13 @@
 //! The small files beside a partition's segments: the recovery point (how far the log is known
-//! to be fsynced), the log start offset, and the clean-shutdown marker; plus directory helpers.
+//! to be fsynced), the log start offset, the high watermark, and the clean-shutdown marker; plus
+//! directory helpers and the durable replace that every checkpoint (including the leader-epoch
+//! one) is written with.
 //!
 //! Offset files hold 16 bytes: version `u32` (1), offset `i64`, CRC-32C `u32` of the first 12
 //! bytes, big-endian. A missing or damaged file reads as `None`, and every caller has a safe
-//! fallback for that (scan more, or start at the first segment), so these files only ever save
-//! work; they are never the only copy of anything.
+//! fallback for that (scan more, start at the first segment, or hold the high watermark back),
+//! so these files only ever save work or hold information back; they never make the log show
+//! more than it has.
 
 use std::fs::{self, File, OpenOptions};
 use std::io;
@@ -17,6 +20,7 @@ use super::index::write_synced;
 pub(crate) const RECOVERY_POINT_FILE: &str = "recovery-point-offset-checkpoint";
 pub(crate) const LOG_START_FILE: &str = "log-start-offset";
 pub(crate) const CLEAN_SHUTDOWN_FILE: &str = ".clean-shutdown";
+pub(crate) const HIGH_WATERMARK_FILE: &str = "high-watermark";
 
 const VERSION: u32 = 1;
 const LEN: usize = 16;
@@ -53,8 +57,19 @@ pub(crate) fn read_offset(path: &Path) -> Option<i64> {
 ///
 /// `Io` when any step fails.
 pub(crate) fn write_offset_durably(dir: &Path, name: &str, offset: i64) -> Result<()> {
+    write_durably(dir, name, &encode(offset))
+}
+
+/// Replaces `dir/name` with `bytes` durably: a temp file (`name.tmp`, removed on open if a crash
+/// leaves it), fsync, rename over the old file, fsync of the directory. A crash at any point
+/// leaves either the old file or the new one, whole.
+///
+/// # Errors
+///
+/// `Io` when any step fails.
+pub(crate) fn write_durably(dir: &Path, name: &str, bytes: &[u8]) -> Result<()> {
     let tmp = dir.join(format!("{name}.tmp"));
-    write_synced(&tmp, &encode(offset))?;
+    write_synced(&tmp, bytes)?;
     fs::rename(&tmp, dir.join(name))?;
     sync_dir(dir)
 }
@@ -85,6 +100,18 @@ impl RecoveryPointFile {
     /// `Io` when the write fails.
     pub fn write(&self, offset: i64) -> Result<()> {
         self.0.write_all_at(&encode(offset), 0)?;
+        Ok(())
+    }
+
+    /// Writes and fsyncs, for when the recovery point moves back (truncation): a stale, higher
+    /// value surviving a crash would make recovery trust bytes that were never fsynced.
+    ///
+    /// # Errors
+    ///
+    /// `Io` when the write or the fsync fails.
+    pub fn write_synced(&self, offset: i64) -> Result<()> {
+        self.write(offset)?;
+        self.0.sync_data()?;
         Ok(())
     }
 }

@@ -60,6 +60,13 @@ pub enum StorageError {
     #[error("offset {offset} is outside the log range [{log_start}, {log_end}]")]
     OffsetOutOfRange { offset: i64, log_start: i64, log_end: i64 },
 
+    /// A replicated record set does not continue the log: its first batch does not start at
+    /// the log end offset, or a batch does not start right after the previous one. Nothing was
+    /// written. The follower's fetch state is out of step with its log (a bug or a race with a
+    /// truncation), not the leader's data; the replica layer decides what to do.
+    #[error("replicated batch starts at offset {found}, expected {expected}")]
+    NonContiguousAppend { expected: i64, found: i64 },
+
     /// The operating system refused a file operation (`KAFKA_STORAGE_ERROR`).
     #[error("storage I/O error: {0}")]
     Io(#[from] io::Error),

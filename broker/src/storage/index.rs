@@ -50,6 +50,12 @@ impl OffsetIndex {
         self.entries.push((relative_offset, position));
     }
 
+    /// Drops the entries at or after `relative_offset` (the segment was cut there).
+    pub fn truncate_to(&mut self, relative_offset: u32) {
+        let keep = self.entries.partition_point(|&(o, _)| o < relative_offset);
+        self.entries.truncate(keep);
+    }
+
     /// The entry with the largest offset `<= relative_offset`, if any.
     pub fn lookup(&self, relative_offset: u32) -> Option<(u32, u32)> {
         let n = self.entries.partition_point(|&(o, _)| o <= relative_offset);
@@ -128,6 +134,14 @@ impl TimeIndex {
             }
             None => self.entries.push((timestamp, relative_offset)),
         }
+    }
+
+    /// Drops the entries whose batch lies at or after `relative_offset` (the segment was cut
+    /// there). Each remaining entry still holds: its timestamp is the largest among the batches
+    /// up to its offset, all of which remain.
+    pub fn truncate_to(&mut self, relative_offset: u32) {
+        let keep = self.entries.partition_point(|&(_, o)| o < relative_offset);
+        self.entries.truncate(keep);
     }
 
     /// The entry with the largest timestamp strictly below `timestamp`. Every batch before
@@ -210,6 +224,23 @@ mod tests {
         assert_eq!(idx.lookup(10), Some((10, 100)));
         assert_eq!(idx.lookup(19), Some((10, 100)));
         assert_eq!(idx.lookup(1000), Some((20, 200)));
+    }
+
+    #[test]
+    fn truncate_drops_entries_at_or_after_the_cut() {
+        let mut idx = OffsetIndex::new(1024);
+        idx.append(10, 100);
+        idx.append(20, 200);
+        idx.truncate_to(20);
+        assert_eq!(idx.last(), Some((10, 100)));
+        idx.append(15, 150);
+        let mut tidx = TimeIndex::new(1024);
+        tidx.maybe_append(100, 4);
+        tidx.maybe_append(200, 12);
+        tidx.truncate_to(12);
+        assert_eq!(tidx.last(), Some((100, 4)));
+        tidx.truncate_to(0);
+        assert_eq!(tidx.last(), None);
     }
 
     #[test]

@@ -1,10 +1,17 @@
 //! One partition's log: an ordered list of segments in one directory, with the offsets Kafka
 //! clients see (log start, log end, high watermark), group-commit durability, recovery after a
-//! crash, retention, timestamp lookups and idempotent-producer checks.
+//! crash, retention, timestamp lookups, idempotent-producer checks and the leader-epoch cache.
+//! The replication paths (a follower's appends and truncations) live in `log_replication.rs`.
+//!
+//! The high watermark is the replica layer's to move ([`Log::set_high_watermark`]); storage only
+//! keeps it within the log and checkpoints it.
 //!
 //! Concurrency: one mutex guards the segment list and the append path; a second, separate
 //! mutex serializes fsyncs so appends continue while the disk syncs. Readers take the first
-//! mutex only long enough to clone a file handle and a byte range, then read without it.
+//! mutex only long enough to clone a file handle and a byte range, then read without it; a
+//! truncation moves a generation counter first, and a read that sees it move discards what it
+//! read and starts again, so it never returns bytes written after the cut in place of the old
+//! ones. Lock order: `flush`, then `deleting`, then `inner`, then `hw_checkpoint`.
 
 use std::fs::{self, File};
 use std::ops::ControlFlow;
@@ -16,10 +23,11 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use bytes::Bytes;
 
 use super::batch::{self, BatchHeader, BatchInfo, RecordWalker};
-use super::checkpoint::{self, RecoveryPointFile, CLEAN_SHUTDOWN_FILE, LOG_START_FILE};
+use super::checkpoint::{self, RecoveryPointFile, CLEAN_SHUTDOWN_FILE, HIGH_WATERMARK_FILE, LOG_START_FILE};
 use super::config::LogConfig;
 use super::error::{Result, StorageError};
 use super::index::write_synced;
+use super::leader_epoch::LeaderEpochCache;
 use super::producer_state::{Prepared, ProducerStateManager};
 use super::segment::{
     offset_file, read_batch, remove_if_exists, scan_headers, IndexSettings, Recovered, Segment, INDEX_SUFFIX,
@@ -27,6 +35,9 @@ use super::segment::{
 };
 
 const SNAPSHOT_SUFFIX: &str = "snapshot";
+
+/// How many times a read starts again after a truncation moved under it before giving up.
+const READ_ATTEMPTS: usize = 4;
 
 /// What an append did, in the terms a produce response needs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -47,7 +58,17 @@ pub struct Log {
     dir: PathBuf,
     inner: Mutex<LogInner>,
     /// Held for the whole of a group-commit fsync; never while `inner` is wanted for long.
+    /// Truncations hold it too, so that no fsync round can record a recovery point from before
+    /// the cut.
     flush: Mutex<RecoveryPointFile>,
+    /// Held by retention from choosing segments until their files are gone, and by truncations,
+    /// so that a truncation never creates a segment file that retention is about to remove.
+    deleting: Mutex<()>,
+    /// The high watermark last written to its checkpoint (`None`: never, or unknown). Held
+    /// while writing it, so that writes land in the order of the values they read.
+    hw_checkpoint: Mutex<Option<i64>>,
+    /// Moves (under `inner`) before a truncation changes any file; see the module doc.
+    generation: AtomicU64,
     /// Every offset below this is on disk.
     flushed_offset: AtomicI64,
     last_flush_ms: AtomicI64,
@@ -82,6 +103,11 @@ struct LogInner {
     log_end_offset: i64,
     high_watermark: i64,
     producers: ProducerStateManager,
+    epochs: LeaderEpochCache,
+    /// The latest clock reading this log was given, for a segment created by a truncation.
+    clock_ms: i64,
+    /// No more appends or truncations: after `close`, `delete`, or a truncation that failed
+    /// part way (the files and this state may then disagree; reopening recovers from the files).
     closed: bool,
 }
 
@@ -108,6 +134,19 @@ impl LogInner {
         Some(SegmentView {
             file: Arc::clone(&segment.log),
             start: segment.position_for_offset(offset),
+            end: segment.size,
+            next_offset: segment.next_offset,
+        })
+    }
+
+    /// The non-empty segment based exactly at `base_offset`, from its start: where a read
+    /// continues once it has read a segment up to `base_offset`. Should that segment have grown
+    /// meanwhile instead (no segment starts there yet), the read stops rather than read it again.
+    fn view_of_segment_at(&self, base_offset: i64) -> Option<SegmentView> {
+        let segment = self.segments().find(|s| s.base_offset == base_offset && s.size > 0)?;
+        Some(SegmentView {
+            file: Arc::clone(&segment.log),
+            start: 0,
             end: segment.size,
             next_offset: segment.next_offset,
         })
@@ -210,6 +249,13 @@ impl Log {
     /// magic, contiguous offsets, CRC); the file is cut at the first bad batch and later
     /// segments are deleted; indexes and producer state are rebuilt.
     ///
+    /// The high watermark comes from its checkpoint, kept within `[log start, log end]`; without
+    /// one (a directory from before the checkpoint existed) it is the log end, as it was then;
+    /// with a damaged one, the log start (the replica layer moves it up again). The leader-epoch
+    /// cache comes from its checkpoint, without the entries at or past the log end (a crash may
+    /// have lost the batches they name); without a readable one it is rebuilt from the batch
+    /// headers.
+    ///
     /// # Errors
     ///
     /// `Io` when the directory or its files cannot be read or repaired; `Corrupted` when they
@@ -233,17 +279,21 @@ impl Log {
         let first_base = rolled.first().unwrap_or(&active).base_offset;
         let log_start_offset =
             checkpoint::read_offset(&dir.join(LOG_START_FILE)).unwrap_or(first_base).clamp(first_base, log_end_offset);
+        let (high_watermark, hw_checkpoint) = initial_high_watermark(dir, log_start_offset, log_end_offset);
         let mut inner = LogInner {
             config,
             rolled,
             active,
             log_start_offset,
             log_end_offset,
-            high_watermark: log_end_offset,
+            high_watermark,
             producers: ProducerStateManager::default(),
+            epochs: LeaderEpochCache::default(),
+            clock_ms: now_ms,
             closed: false,
         };
         inner.producers = load_producer_state(dir, &inner)?;
+        inner.epochs = load_epoch_cache(dir, &inner)?;
         if !clean {
             for file in inner.unflushed_files(i64::MIN) {
                 file.sync_data()?;
@@ -251,13 +301,16 @@ impl Log {
         }
         let recovery_point = RecoveryPointFile::open(dir)?;
         recovery_point.write(log_end_offset)?;
-        tracing::info!(dir = %dir.display(), clean, log_start_offset, log_end_offset, "opened log");
+        tracing::info!(dir = %dir.display(), clean, log_start_offset, log_end_offset, high_watermark, "opened log");
         let published = PublishedOffsets::default();
         published.publish(&inner);
         Ok(Log {
             dir: dir.to_path_buf(),
             inner: Mutex::new(inner),
             flush: Mutex::new(recovery_point),
+            deleting: Mutex::new(()),
+            hw_checkpoint: Mutex::new(hw_checkpoint),
+            generation: AtomicU64::new(0),
             flushed_offset: AtomicI64::new(log_end_offset),
             last_flush_ms: AtomicI64::new(now_ms),
             fsync_count: AtomicU64::new(0),
@@ -281,18 +334,60 @@ impl Log {
         &self.dir
     }
 
-    /// Appends one produce partition's record set, assigning offsets in place.
+    /// Applies `change` to a copy of the leader-epoch cache and, when it reports a change, saves
+    /// the copy durably before it replaces the cache: a failed save changes nothing.
+    ///
+    /// # Errors
+    ///
+    /// `Io` when the checkpoint cannot be written.
+    fn update_epochs(&self, inner: &mut LogInner, change: impl FnOnce(&mut LeaderEpochCache) -> bool) -> Result<()> {
+        let mut epochs = inner.epochs.clone();
+        if change(&mut epochs) {
+            epochs.write(&self.dir)?;
+            inner.epochs = epochs;
+        }
+        Ok(())
+    }
+
+    /// Adds the leader-epoch entries that `batches` (about to be written, offsets final) start;
+    /// before the write, as Kafka does, so a batch is never on disk with its epoch unrecorded.
+    ///
+    /// # Errors
+    ///
+    /// `Io` when the checkpoint cannot be written.
+    fn note_epochs(&self, inner: &mut LogInner, batches: &[BatchInfo]) -> Result<()> {
+        let epochs = || batches.iter().map(|b| (b.header.partition_leader_epoch, b.header.base_offset));
+        if !epochs().any(|(epoch, _)| inner.epochs.is_new_epoch(epoch)) {
+            return Ok(());
+        }
+        self.update_epochs(inner, |cache| {
+            epochs().fold(false, |changed, (epoch, offset)| cache.assign(epoch, offset) || changed)
+        })
+    }
+
+    /// True when a truncation started since `generation` was read.
+    fn truncated_since(&self, generation: u64) -> bool {
+        self.generation.load(Ordering::SeqCst) != generation
+    }
+
+    /// Appends one produce partition's record set as the partition leader, assigning offsets
+    /// and stamping `leader_epoch` (the caller's current epoch) in place.
     ///
     /// The set is validated ([`batch::validate_record_set`]), stamped with `LogAppendTime` when
     /// configured, checked against producer state, then written with one write call. The write
     /// reaches the page cache only: call [`flush_to`](Self::flush_to) before acknowledging
-    /// when [`LogConfig::durable_acks`].
+    /// when [`LogConfig::durable_acks`]. The high watermark does not move: the replica layer
+    /// moves it ([`set_high_watermark`](Self::set_high_watermark)) once enough replicas have the
+    /// offsets. A `leader_epoch` above the cache's latest adds a leader-epoch entry, saved before
+    /// the batches are written; an older one (the caller's bug) is written as given, with a
+    /// warning, and leaves the cache alone.
     ///
     /// # Errors
     ///
-    /// The validation errors of [`batch::validate_record_set`]; `OutOfOrderSequence` and
-    /// `InvalidProducerEpoch` from producer state; `Io` when the write fails (nothing is then
-    /// visible and offsets are not consumed).
+    /// The validation errors of [`batch::validate_record_set`]; `InvalidRecord` too for a set
+    /// claiming more offsets than one segment can index (over 2^32, compressed batches only);
+    /// `OutOfOrderSequence` and `InvalidProducerEpoch` from producer state; `Io` when the write
+    /// or the epoch checkpoint fails (nothing is then visible and offsets are not consumed).
     pub fn append(&self, records: &mut [u8], leader_epoch: i32, now_ms: i64) -> Result<AppendInfo> {
         let config = self.lock()?.config;
         let mut batches = batch::validate_record_set(records, config.max_message_bytes)?;
@@ -304,9 +399,7 @@ impl Log {
             -1
         };
         let mut inner = self.lock()?;
-        if inner.closed {
-            return Err(StorageError::Io(std::io::Error::other("log is closed")));
-        }
+        check_open(&inner)?;
         let base_offset = inner.log_end_offset;
         let update = match inner.producers.prepare(&batches, base_offset, now_ms)? {
             Prepared::Append(update) => update,
@@ -320,14 +413,17 @@ impl Log {
                 });
             }
         };
-        let last_offset = assign_offsets(records, &mut batches, base_offset, leader_epoch);
+        let last_offset = last_offset_from(base_offset, &batches)?;
+        assign_offsets(records, &mut batches, base_offset, leader_epoch);
+        if inner.epochs.latest_epoch().is_some_and(|latest| leader_epoch < latest) {
+            tracing::warn!(dir = %self.dir.display(), leader_epoch, "leader append with an epoch older than the log's");
+        }
         let max_timestamp = batches.iter().map(|b| b.header.max_timestamp).max().unwrap_or(-1);
+        inner.clock_ms = inner.clock_ms.max(now_ms);
         inner.roll_if_needed(&self.dir, records.len() as u64, last_offset, max_timestamp, now_ms)?;
+        self.note_epochs(&mut inner, &batches)?;
         inner.active.append(records, &batches)?;
         inner.log_end_offset = last_offset + 1;
-        // Single node: an append is fully replicated at once. Replication will instead move the
-        // high watermark through set_high_watermark.
-        inner.high_watermark = inner.log_end_offset;
         inner.producers.commit(update);
         self.published.publish(&inner);
         Ok(AppendInfo {
@@ -421,33 +517,61 @@ impl Log {
     ///
     /// Stops before `max_bytes` would be exceeded, except that with `min_one_batch` (KIP-74)
     /// the first batch is returned whatever its size; never returns a batch whose base offset is
-    /// at or above `max_offset` (the high watermark for consumers). An empty result means
-    /// nothing is available yet.
+    /// at or above `max_offset` (the high watermark for consumers, `i64::MAX` or the log end for
+    /// a follower). It reads the segments as they were when it reached each one, so batches
+    /// appended meanwhile may be left for the next read; it never returns a batch twice. An
+    /// empty result means nothing is available yet.
     ///
     /// # Errors
     ///
-    /// `OffsetOutOfRange` when `fetch_offset` is below the log start or above the log end;
-    /// `Io` or `Corrupted` when the segment cannot be read back.
+    /// `OffsetOutOfRange` when `fetch_offset` is below the log start or above the log end
+    /// (also when a truncation under the read removed it); `Io` or `Corrupted` when the segment
+    /// cannot be read back; `Io` when truncations moved under every one of a few attempts.
     pub fn read(&self, fetch_offset: i64, max_bytes: usize, max_offset: i64, min_one_batch: bool) -> Result<Bytes> {
-        let mut next = {
+        for _ in 0..READ_ATTEMPTS {
+            if let Attempt::Done(bytes) = self.read_once(fetch_offset, max_bytes, max_offset, min_one_batch)? {
+                return Ok(bytes);
+            }
+        }
+        Err(truncated_under_read())
+    }
+
+    /// One attempt at [`read`](Self::read); `Retry` when a truncation started under it (what it
+    /// read, or failed to read, may mix the old tail with what replaced it).
+    fn read_once(
+        &self,
+        fetch_offset: i64,
+        max_bytes: usize,
+        max_offset: i64,
+        min_one_batch: bool,
+    ) -> Result<Attempt<Bytes>> {
+        let (generation, mut next) = {
             // Range check and first segment under one lock, so retention cannot slip between.
             let inner = self.lock()?;
             inner.check_range(fetch_offset)?;
-            inner.view_from(fetch_offset)
+            (self.generation.load(Ordering::SeqCst), inner.view_from(fetch_offset))
         };
         if fetch_offset >= max_offset {
-            return Ok(Bytes::new());
+            return Ok(Attempt::Done(Bytes::new()));
         }
         let mut plan =
             ReadPlan { fetch_offset, max_offset, max_bytes, min_one_batch, total: 0, ranges: Vec::new(), done: false };
         while let Some(view) = next.take() {
-            scan_headers(&view.file, view.start, view.end, |pos, h| Ok(plan.visit(&view.file, pos, h)))?;
+            let scanned = scan_headers(&view.file, view.start, view.end, |pos, h| Ok(plan.visit(&view.file, pos, h)));
+            if self.truncated_since(generation) {
+                return Ok(Attempt::Retry);
+            }
+            scanned?;
             if plan.done || view.next_offset >= max_offset {
                 break;
             }
-            next = self.lock()?.view_from(view.next_offset);
+            next = self.lock()?.view_of_segment_at(view.next_offset);
         }
-        plan.into_bytes()
+        let bytes = plan.into_bytes();
+        if self.truncated_since(generation) {
+            return Ok(Attempt::Retry);
+        }
+        bytes.map(Attempt::Done)
     }
 
     /// Offset of the first record with a timestamp `>= timestamp_ms`, with that timestamp (Kafka
@@ -458,15 +582,27 @@ impl Log {
     ///
     /// # Errors
     ///
-    /// `Io` or `Corrupted` when a segment cannot be read back.
+    /// `Io` or `Corrupted` when a segment cannot be read back; `Io` when truncations moved under
+    /// every one of a few attempts.
     pub fn offset_for_timestamp(&self, timestamp_ms: i64) -> Result<Option<(i64, i64)>> {
+        for _ in 0..READ_ATTEMPTS {
+            if let Attempt::Done(found) = self.offset_for_timestamp_once(timestamp_ms)? {
+                return Ok(found);
+            }
+        }
+        Err(truncated_under_read())
+    }
+
+    /// One attempt at [`offset_for_timestamp`](Self::offset_for_timestamp), as [`read_once`](Self::read_once).
+    fn offset_for_timestamp_once(&self, timestamp_ms: i64) -> Result<Attempt<Option<(i64, i64)>>> {
+        let generation = self.generation.load(Ordering::SeqCst);
         let mut after = i64::MIN;
         loop {
             let (view, log_start) = {
                 let inner = self.lock()?;
                 let min = inner.log_start_offset.max(after);
                 let found = inner.segments().find(|s| s.next_offset > min && s.max_timestamp >= timestamp_ms);
-                let Some(s) = found else { return Ok(None) };
+                let Some(s) = found else { return Ok(Attempt::Done(None)) };
                 let view = SegmentView {
                     file: Arc::clone(&s.log),
                     start: s.position_for_timestamp(timestamp_ms).max(s.position_for_offset(min)),
@@ -475,8 +611,12 @@ impl Log {
                 };
                 (view, inner.log_start_offset)
             };
-            if let Some(hit) = find_timestamp(&view, timestamp_ms, log_start)? {
-                return Ok(Some(hit));
+            let found = find_timestamp(&view, timestamp_ms, log_start);
+            if self.truncated_since(generation) {
+                return Ok(Attempt::Retry);
+            }
+            if let Some(hit) = found? {
+                return Ok(Attempt::Done(Some(hit)));
             }
             after = view.next_offset;
         }
@@ -485,35 +625,45 @@ impl Log {
     /// Offset and timestamp of the record with the largest timestamp (the first such). Exact for
     /// uncompressed batches; a compressed batch answers with its last offset, a `LogAppendTime`
     /// batch with its base offset (all its records share the timestamp). `None` when empty.
-    /// Should the batch fail to read back, the answer falls back to its last offset.
+    /// Should the batch fail to read back, the answer falls back to its last offset, and so it
+    /// does when truncations keep moving under the search.
     pub fn max_timestamp(&self) -> Option<(i64, i64)> {
-        let (view, offset, timestamp) = {
-            let inner = self.lock_field();
-            let live = inner.segments().filter(|s| s.size > 0 && s.next_offset > inner.log_start_offset);
-            let best = live.fold(None::<&Segment>, |best, s| match best {
-                Some(b) if b.max_timestamp >= s.max_timestamp => Some(b),
-                _ => Some(s),
-            })?;
-            let view = SegmentView {
-                file: Arc::clone(&best.log),
-                start: best.position_for_offset(best.max_timestamp_offset),
-                end: best.size,
-                next_offset: best.next_offset,
-            };
-            (view, best.max_timestamp_offset, best.max_timestamp)
-        };
-        let mut exact = None;
-        let scanned = scan_headers(&view.file, view.start, view.end, |pos, h| {
-            if h.last_offset() < offset {
-                return Ok(ControlFlow::Continue(()));
+        let mut answer = None;
+        for _ in 0..READ_ATTEMPTS {
+            let generation = self.generation.load(Ordering::SeqCst);
+            let (view, offset, timestamp) = self.max_timestamp_view()?;
+            answer = Some((offset, timestamp));
+            let exact = exact_max_timestamp_offset(&view, offset);
+            if self.truncated_since(generation) {
+                continue;
             }
-            exact = Some(offset_of_max_timestamp(&view.file, pos, h)?);
-            Ok(ControlFlow::Break(()))
-        });
-        if let Err(e) = scanned {
-            tracing::warn!(dir = %self.dir.display(), error = %e, "max timestamp falls back to batch granularity");
+            return match exact {
+                Ok(exact) => Some((exact.unwrap_or(offset), timestamp)),
+                Err(e) => {
+                    tracing::warn!(dir = %self.dir.display(), error = %e, "max timestamp falls back to batch granularity");
+                    answer
+                }
+            };
         }
-        Some((exact.unwrap_or(offset), timestamp))
+        answer
+    }
+
+    /// The segment holding the largest timestamp, from the batch that reached it, with that
+    /// batch's last offset and the timestamp; `None` for an empty log.
+    fn max_timestamp_view(&self) -> Option<(SegmentView, i64, i64)> {
+        let inner = self.lock_field();
+        let live = inner.segments().filter(|s| s.size > 0 && s.next_offset > inner.log_start_offset);
+        let best = live.fold(None::<&Segment>, |best, s| match best {
+            Some(b) if b.max_timestamp >= s.max_timestamp => Some(b),
+            _ => Some(s),
+        })?;
+        let view = SegmentView {
+            file: Arc::clone(&best.log),
+            start: best.position_for_offset(best.max_timestamp_offset),
+            end: best.size,
+            next_offset: best.next_offset,
+        };
+        Some((view, best.max_timestamp_offset, best.max_timestamp))
     }
 
     /// The first offset a consumer may fetch.
@@ -531,16 +681,37 @@ impl Log {
         self.published.high_watermark.load(Ordering::Acquire)
     }
 
-    /// Moves the high watermark (replication).
-    ///
-    /// # Panics
-    ///
-    /// When `high_watermark` is beyond the log end offset: the caller's bug.
-    pub fn set_high_watermark(&self, high_watermark: i64) {
+    /// Sets the high watermark, kept within `[log start, log end]`; returns the value set. Only
+    /// the replica layer calls this: a leader once the in-sync replicas hold the offsets (with
+    /// itself the only one, right after each append), a follower to what its leader reports.
+    /// It may move back (Kafka's follower does the same). Persisted by
+    /// [`checkpoint_high_watermark`](Self::checkpoint_high_watermark) and [`close`](Self::close).
+    pub fn set_high_watermark(&self, high_watermark: i64) -> i64 {
         let mut inner = self.lock_field();
-        assert!(high_watermark <= inner.log_end_offset, "high watermark beyond log end offset");
+        let high_watermark = high_watermark.max(inner.log_start_offset).min(inner.log_end_offset);
         inner.high_watermark = high_watermark;
         self.published.publish(&inner);
+        high_watermark
+    }
+
+    /// Writes the high watermark to its checkpoint file (`high-watermark`), durably, when it
+    /// changed since the last write; the next open starts from it. For the replica layer to call
+    /// periodically (Kafka: `replica.high.watermark.checkpoint.interval.ms`); a crash loses at
+    /// most the moves since, which only holds the high watermark back until replication moves
+    /// it again.
+    ///
+    /// # Errors
+    ///
+    /// `Io` when the file cannot be written; the previous one is then still whole.
+    pub fn checkpoint_high_watermark(&self) -> Result<()> {
+        let mut written = self.hw_checkpoint.lock().map_err(|_| poisoned())?;
+        // Read under the lock, so a write of an older value cannot land after a newer one.
+        let high_watermark = self.high_watermark();
+        if *written != Some(high_watermark) {
+            checkpoint::write_offset_durably(&self.dir, HIGH_WATERMARK_FILE, high_watermark)?;
+            *written = Some(high_watermark);
+        }
+        Ok(())
     }
 
     /// `(epoch, last sequence)` of an idempotent producer, when known (diagnostics, tests).
@@ -552,16 +723,20 @@ impl Log {
         Ok(self.lock()?.producers.last_sequence(producer_id))
     }
 
-    /// Deletes whole rolled segments past `retention.ms` / `retention.bytes` (oldest first) and
-    /// moves the log start offset to the first remaining offset, persisted before any file is
-    /// removed. Returns how many segments were deleted.
+    /// Deletes whole rolled segments past `retention.ms` / `retention.bytes` (oldest first), never
+    /// one holding offsets at or above the high watermark, and moves the log start offset to the
+    /// first remaining offset, persisted (with the leader-epoch cache trimmed to it) before any
+    /// file is removed. Returns how many segments were deleted.
     ///
     /// # Errors
     ///
-    /// `Io` when the log start offset cannot be persisted or a file cannot be removed.
+    /// `Io` when the log start offset or the epoch cache cannot be persisted or a file cannot be
+    /// removed.
     pub fn apply_retention(&self, now_ms: i64) -> Result<usize> {
+        let _deleting = self.deleting.lock().map_err(|_| poisoned())?;
         let (removed, log_start_offset) = {
             let mut inner = self.lock()?;
+            inner.clock_ms = inner.clock_ms.max(now_ms);
             let n = inner.deletable_count(now_ms);
             if n == 0 {
                 return Ok(0);
@@ -569,6 +744,7 @@ impl Log {
             let next_base = inner.rolled.get(n).unwrap_or(&inner.active).base_offset;
             let log_start_offset = next_base.max(inner.log_start_offset);
             checkpoint::write_offset_durably(&self.dir, LOG_START_FILE, log_start_offset)?;
+            self.update_epochs(&mut inner, |epochs| epochs.truncate_from_start(log_start_offset))?;
             inner.log_start_offset = log_start_offset;
             inner.producers.remove_before(log_start_offset);
             self.published.publish(&inner);
@@ -578,11 +754,7 @@ impl Log {
         for segment in &removed {
             segment.delete_files()?;
         }
-        for offset in checkpoint::list_offsets(&self.dir, SNAPSHOT_SUFFIX)? {
-            if offset < log_start_offset {
-                remove_if_exists(&offset_file(&self.dir, offset, SNAPSHOT_SUFFIX))?;
-            }
-        }
+        remove_snapshots(&self.dir, |offset| offset < log_start_offset)?;
         tracing::info!(dir = %self.dir.display(), deleted = removed.len(), log_start_offset, "retention");
         Ok(removed.len())
     }
@@ -595,6 +767,7 @@ impl Log {
     /// `Io` when the new segment cannot be created.
     pub fn roll_if_due(&self, now_ms: i64) -> Result<bool> {
         let mut inner = self.lock()?;
+        inner.clock_ms = inner.clock_ms.max(now_ms);
         if !inner.active.roll_due(now_ms, now_ms, inner.config.segment_ms) {
             return Ok(false);
         }
@@ -612,9 +785,9 @@ impl Log {
         self.lock_field().config
     }
 
-    /// Stops taking appends, fsyncs everything, saves the active segment's indexes and a
-    /// producer-state snapshot, then writes the clean-shutdown marker so that the next open
-    /// trusts all of it without scanning.
+    /// Stops taking appends, fsyncs everything, saves the active segment's indexes, a
+    /// producer-state snapshot and the high watermark, then writes the clean-shutdown marker so
+    /// that the next open trusts all of it without scanning.
     ///
     /// # Errors
     ///
@@ -627,12 +800,9 @@ impl Log {
         inner.active.save_indexes()?;
         // Snapshots of earlier closes inside the active segment are superseded by this one.
         let (base, end) = (inner.active.base_offset, inner.log_end_offset);
-        for offset in checkpoint::list_offsets(&self.dir, SNAPSHOT_SUFFIX)? {
-            if offset > base && offset < end {
-                remove_if_exists(&offset_file(&self.dir, offset, SNAPSHOT_SUFFIX))?;
-            }
-        }
+        remove_snapshots(&self.dir, |offset| offset > base && offset < end)?;
         inner.producers.write_snapshot(&offset_file(&self.dir, end, SNAPSHOT_SUFFIX))?;
+        self.checkpoint_high_watermark()?;
         write_synced(&self.dir.join(CLEAN_SHUTDOWN_FILE), b"")?;
         checkpoint::sync_dir(&self.dir)?;
         tracing::info!(dir = %self.dir.display(), log_end_offset = inner.log_end_offset, "closed log");
@@ -655,6 +825,98 @@ impl Log {
 
 fn poisoned() -> StorageError {
     StorageError::Corrupted("log state poisoned by a panic under its lock; reopen the log".into())
+}
+
+/// The outcome of one attempt at a lock-free read: done, or to be retried because a truncation
+/// moved under it.
+enum Attempt<T> {
+    Done(T),
+    Retry,
+}
+
+fn truncated_under_read() -> StorageError {
+    StorageError::Io(std::io::Error::other("the log was truncated under every attempt to read it"))
+}
+
+fn check_open(inner: &LogInner) -> Result<()> {
+    if inner.closed {
+        return Err(StorageError::Io(std::io::Error::other("log is closed")));
+    }
+    Ok(())
+}
+
+/// The last offset of a set of `batches` written from `base_offset` on.
+///
+/// # Errors
+///
+/// `InvalidRecord` when the set claims more offsets than one segment can index (relative
+/// offsets are `u32`), which only compressed batches claiming billions of records can, or when
+/// the offsets would overflow.
+fn last_offset_from(base_offset: i64, batches: &[BatchInfo]) -> Result<i64> {
+    // Each count is validated >= 1, and there are fewer batches than bytes: no overflow.
+    let records: i64 = batches.iter().map(|b| i64::from(b.header.record_count)).sum();
+    if records - 1 > i64::from(u32::MAX) {
+        return Err(StorageError::InvalidRecord("record set spans more offsets than a segment can index".into()));
+    }
+    base_offset.checked_add(records - 1).ok_or_else(|| StorageError::InvalidRecord("offsets overflow".into()))
+}
+
+/// Removes the producer-state snapshots whose offset is `doomed`.
+///
+/// # Errors
+///
+/// `Io` when the directory cannot be listed or a file cannot be removed.
+fn remove_snapshots(dir: &Path, doomed: impl Fn(i64) -> bool) -> Result<()> {
+    for offset in checkpoint::list_offsets(dir, SNAPSHOT_SUFFIX)? {
+        if doomed(offset) {
+            remove_if_exists(&offset_file(dir, offset, SNAPSHOT_SUFFIX))?;
+        }
+    }
+    Ok(())
+}
+
+/// The high watermark to open with, and the value its checkpoint holds (see [`Log::open`]).
+fn initial_high_watermark(dir: &Path, log_start: i64, log_end: i64) -> (i64, Option<i64>) {
+    let path = dir.join(HIGH_WATERMARK_FILE);
+    if !path.exists() {
+        return (log_end, None);
+    }
+    match checkpoint::read_offset(&path) {
+        Some(high_watermark) => (high_watermark.max(log_start).min(log_end), Some(high_watermark)),
+        None => {
+            tracing::warn!(path = %path.display(), "damaged high-watermark checkpoint: starting from the log start");
+            (log_start, None)
+        }
+    }
+}
+
+/// The leader-epoch cache on open (see [`Log::open`]), saved again when opening changed it.
+fn load_epoch_cache(dir: &Path, inner: &LogInner) -> Result<LeaderEpochCache> {
+    let (mut epochs, mut changed) = match LeaderEpochCache::read(dir)? {
+        Some(epochs) => (epochs, false),
+        None if inner.segments().any(|s| s.size > 0) => (rebuild_epoch_cache(inner)?, true),
+        None => (LeaderEpochCache::default(), false),
+    };
+    changed |= epochs.truncate_from_end(inner.log_end_offset);
+    changed |= epochs.truncate_from_start(inner.log_start_offset);
+    if changed {
+        epochs.write(dir)?;
+    }
+    Ok(epochs)
+}
+
+/// The leader-epoch cache as the batch headers tell it (a directory from before the cache
+/// existed, or an unreadable checkpoint).
+fn rebuild_epoch_cache(inner: &LogInner) -> Result<LeaderEpochCache> {
+    let mut epochs = LeaderEpochCache::default();
+    for segment in inner.segments() {
+        scan_headers(&segment.log, 0, segment.size, |_, h| {
+            epochs.assign(h.partition_leader_epoch, h.base_offset);
+            Ok(ControlFlow::Continue(()))
+        })?;
+    }
+    tracing::info!(entries = epochs.entries().len(), "rebuilt the leader-epoch cache from the log");
+    Ok(epochs)
 }
 
 /// Checks CreateTime batches against `message.timestamp.before.max.ms` and
@@ -692,8 +954,9 @@ fn stamp_log_append_time(records: &mut [u8], batches: &mut [BatchInfo], now_ms: 
     }
 }
 
-/// Writes consecutive offsets from `base_offset` into every batch; returns the last offset.
-fn assign_offsets(records: &mut [u8], batches: &mut [BatchInfo], base_offset: i64, leader_epoch: i32) -> i64 {
+/// Writes consecutive offsets from `base_offset` into every batch (the caller checked with
+/// [`last_offset_from`] that they fit).
+fn assign_offsets(records: &mut [u8], batches: &mut [BatchInfo], base_offset: i64, leader_epoch: i32) {
     let mut next = base_offset;
     for info in batches {
         let bytes = &mut records[info.position..info.position + info.size];
@@ -702,7 +965,6 @@ fn assign_offsets(records: &mut [u8], batches: &mut [BatchInfo], base_offset: i6
         info.header.partition_leader_epoch = leader_epoch;
         next += i64::from(info.header.record_count);
     }
-    next - 1
 }
 
 /// Loads every segment in `dir` (see [`Log::open`]); returns the rolled ones and the active one.
@@ -889,9 +1151,26 @@ fn offset_of_max_timestamp(file: &File, pos: u64, h: &BatchHeader) -> Result<i64
     Ok(h.last_offset())
 }
 
+/// The offset of the record holding the largest timestamp, in the batch of `view` holding
+/// `offset` (the last offset of the batch that reached it); `None` when no batch holds it.
+fn exact_max_timestamp_offset(view: &SegmentView, offset: i64) -> Result<Option<i64>> {
+    let mut exact = None;
+    scan_headers(&view.file, view.start, view.end, |pos, h| {
+        if h.last_offset() < offset {
+            return Ok(ControlFlow::Continue(()));
+        }
+        exact = Some(offset_of_max_timestamp(&view.file, pos, h)?);
+        Ok(ControlFlow::Break(()))
+    })?;
+    Ok(exact)
+}
+
 fn stored_corrupt(e: StorageError) -> StorageError {
     StorageError::Corrupted(format!("stored batch does not parse: {e}"))
 }
+
+#[path = "log_replication.rs"]
+mod replication;
 
 #[cfg(test)]
 #[path = "log_tests.rs"]

@@ -7,7 +7,8 @@ use std::fs::OpenOptions;
 use std::io::Write;
 use std::sync::Arc;
 
-use super::super::batch::test_util::TestBatch;
+use super::super::batch::test_util::{fix_crc, TestBatch};
+use super::super::leader_epoch::LEADER_EPOCH_FILE;
 use super::*;
 
 const NOW: i64 = 1_700_000_000_000;
@@ -270,6 +271,8 @@ fn retention_by_time_moves_log_start() {
     for _ in 0..20 {
         append(&log, &batch_at(NOW));
     }
+    assert_eq!(log.apply_retention(NOW).unwrap(), 0, "nothing is deleted above the high watermark");
+    log.set_high_watermark(log.log_end_offset());
     let segments = segment_count(dir.path());
     let deleted = log.apply_retention(NOW).unwrap();
     assert!(deleted >= 2, "deleted {deleted}");
@@ -292,6 +295,7 @@ fn retention_by_bytes_keeps_at_least_the_limit() {
     let config = LogConfig { retention_bytes: 2_500, retention_ms: -1, ..small_config() };
     let log = open(dir.path(), config);
     append_n(&log, 60, 2);
+    log.set_high_watermark(log.log_end_offset());
     let deleted = log.apply_retention(NOW).unwrap();
     assert!(deleted > 0);
     let remaining: u64 = checkpoint::list_offsets(dir.path(), LOG_SUFFIX)
@@ -440,13 +444,250 @@ fn maybe_flush_follows_flush_messages_and_flush_ms() {
 }
 
 #[test]
-fn high_watermark_bounds() {
+fn high_watermark_moves_only_when_set_and_stays_in_the_log() {
     let dir = tempfile::tempdir().unwrap();
     let log = open(dir.path(), LogConfig::default());
     append_n(&log, 3, 2);
-    assert_eq!(log.high_watermark(), 6);
-    log.set_high_watermark(2);
+    assert_eq!(log.high_watermark(), 0, "append leaves the high watermark to the replica layer");
+    assert_eq!(log.set_high_watermark(2), 2);
     assert_eq!(bases(&log.read(0, usize::MAX, log.high_watermark(), true).unwrap()), vec![0]);
+    assert_eq!(log.set_high_watermark(100), 6, "clamped to the log end, no panic");
+    assert_eq!(log.high_watermark(), 6);
+    assert_eq!(log.set_high_watermark(-5), 0, "clamped to the log start");
+    append_n(&log, 1, 2);
+    assert_eq!(log.high_watermark(), 0);
+}
+
+fn hw_file(dir: &Path) -> PathBuf {
+    dir.join(HIGH_WATERMARK_FILE)
+}
+
+#[test]
+fn high_watermark_checkpoint_survives_close_and_crash() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = open(dir.path(), small_config());
+    append_n(&log, 10, 2);
+    log.set_high_watermark(8);
+    log.checkpoint_high_watermark().unwrap();
+    assert_eq!(checkpoint::read_offset(&hw_file(dir.path())), Some(8));
+    log.set_high_watermark(14);
+    drop(log); // crash: the move to 14 was never checkpointed
+    let log = open(dir.path(), small_config());
+    assert_eq!((log.log_end_offset(), log.high_watermark()), (20, 8));
+    assert!(log.read(0, usize::MAX, log.high_watermark(), true).unwrap().len() < read_all(&log).len());
+    log.set_high_watermark(18);
+    log.close().unwrap();
+    drop(log);
+    let log = open(dir.path(), small_config());
+    assert_eq!(log.high_watermark(), 18, "close writes it");
+    // Writing again only when it changed: a removed file stays removed.
+    std::fs::remove_file(hw_file(dir.path())).unwrap();
+    log.checkpoint_high_watermark().unwrap();
+    assert!(!hw_file(dir.path()).exists());
+    drop(log);
+    let log = open(dir.path(), small_config());
+    assert_eq!(log.high_watermark(), 20, "no checkpoint (older directory): the log end");
+}
+
+#[test]
+fn high_watermark_checkpoint_is_clamped_or_distrusted_on_open() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = open(dir.path(), small_config());
+    append_n(&log, 10, 2);
+    log.set_high_watermark(20);
+    log.checkpoint_high_watermark().unwrap();
+    drop(log);
+    // A crash lost the tail the checkpoint covered: the high watermark stops at the log end.
+    let path = active_log_file(dir.path());
+    let len = std::fs::metadata(&path).unwrap().len();
+    OpenOptions::new().write(true).open(&path).unwrap().set_len(len - 3).unwrap();
+    let log = open(dir.path(), small_config());
+    assert_eq!((log.log_end_offset(), log.high_watermark()), (18, 18));
+    drop(log);
+    std::fs::write(hw_file(dir.path()), [7u8; 16]).unwrap();
+    let log = open(dir.path(), small_config());
+    assert_eq!(log.high_watermark(), 0, "a damaged checkpoint holds the high watermark at the log start");
+}
+
+fn epoch_file(dir: &Path) -> String {
+    std::fs::read_to_string(dir.join(LEADER_EPOCH_FILE)).unwrap()
+}
+
+fn append_at_epoch(log: &Log, epoch: i32, batches: usize) {
+    for _ in 0..batches {
+        log.append(&mut TestBatch::new(2).encode(), epoch, NOW).unwrap();
+    }
+}
+
+#[test]
+fn leader_appends_fill_the_epoch_cache_and_its_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = open(dir.path(), small_config());
+    assert_eq!(log.latest_epoch(), None);
+    assert_eq!(log.end_offset_for_epoch(0), (-1, -1));
+    assert!(!dir.path().join(LEADER_EPOCH_FILE).exists(), "nothing to save yet");
+    append_at_epoch(&log, 0, 3); // 0..=5
+    append_at_epoch(&log, 2, 4); // 6..=13
+    append_at_epoch(&log, 5, 2); // 14..=17
+    assert_eq!(
+        epoch_file(dir.path()),
+        "0
+3
+0 0
+2 6
+5 14
+"
+    );
+    assert_eq!(log.latest_epoch(), Some(5));
+    assert_eq!(log.end_offset_for_epoch(5), (5, 18));
+    assert_eq!(log.end_offset_for_epoch(2), (2, 14));
+    assert_eq!(log.end_offset_for_epoch(3), (2, 14));
+    assert_eq!(log.end_offset_for_epoch(1), (0, 6));
+    assert_eq!(log.end_offset_for_epoch(6), (-1, -1));
+    assert_eq!(log.end_offset_for_epoch(-1), (-1, -1));
+    drop(log);
+    let log = open(dir.path(), small_config());
+    assert_eq!(log.end_offset_for_epoch(3), (2, 14));
+    assert_eq!(log.end_offset_for_epoch(5), (5, 18));
+    assert_eq!(
+        epoch_file(dir.path()),
+        "0
+3
+0 0
+2 6
+5 14
+"
+    );
+}
+
+#[test]
+fn epoch_cache_is_rebuilt_from_the_batches_when_its_file_is_missing_or_unreadable() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = open(dir.path(), small_config());
+    append_at_epoch(&log, 1, 5);
+    append_at_epoch(&log, 4, 20);
+    log.close().unwrap();
+    drop(log);
+    let expected = "0
+2
+1 0
+4 10
+";
+    assert_eq!(epoch_file(dir.path()), expected);
+    std::fs::remove_file(dir.path().join(LEADER_EPOCH_FILE)).unwrap();
+    let log = open(dir.path(), small_config());
+    assert_eq!(epoch_file(dir.path()), expected, "rebuilt and saved");
+    assert_eq!(log.end_offset_for_epoch(1), (1, 10));
+    drop(log);
+    std::fs::write(
+        dir.path().join(LEADER_EPOCH_FILE),
+        "0
+5
+1 0
+",
+    )
+    .unwrap();
+    let log = open(dir.path(), small_config());
+    assert_eq!(epoch_file(dir.path()), expected);
+    assert_eq!(log.latest_epoch(), Some(4));
+}
+
+#[test]
+fn epoch_entries_past_a_crash_lost_tail_are_dropped() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = open(dir.path(), LogConfig::default());
+    append_at_epoch(&log, 3, 4); // 0..=7
+    append_at_epoch(&log, 7, 1); // 8..=9, about to be torn
+    drop(log);
+    assert_eq!(
+        epoch_file(dir.path()),
+        "0
+2
+3 0
+7 8
+"
+    );
+    let path = active_log_file(dir.path());
+    let len = std::fs::metadata(&path).unwrap().len();
+    OpenOptions::new().write(true).open(&path).unwrap().set_len(len - 5).unwrap();
+    let log = open(dir.path(), LogConfig::default());
+    assert_eq!(log.log_end_offset(), 8);
+    assert_eq!(log.latest_epoch(), Some(3));
+    assert_eq!(log.end_offset_for_epoch(3), (3, 8));
+    assert_eq!(
+        epoch_file(dir.path()),
+        "0
+1
+3 0
+"
+    );
+    append_at_epoch(&log, 8, 1);
+    assert_eq!(
+        epoch_file(dir.path()),
+        "0
+2
+3 0
+8 8
+"
+    );
+}
+
+#[test]
+fn retention_moves_the_first_epoch_up_to_the_log_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = LogConfig { retention_bytes: 1_500, retention_ms: -1, ..small_config() };
+    let log = open(dir.path(), config);
+    append_at_epoch(&log, 1, 10); // 0..=19
+    append_at_epoch(&log, 2, 30); // 20..=79
+    log.set_high_watermark(log.log_end_offset());
+    assert!(log.apply_retention(NOW).unwrap() > 0);
+    let start = log.log_start_offset();
+    assert!(start > 20, "log start {start}");
+    assert_eq!(
+        epoch_file(dir.path()),
+        format!(
+            "0
+1
+2 {start}
+"
+        )
+    );
+    assert_eq!(log.end_offset_for_epoch(1), (1, start), "older epochs now end at the first kept offset");
+    drop(log);
+    let log = open(dir.path(), config);
+    assert_eq!(log.end_offset_for_epoch(2), (2, 80));
+    assert_eq!(log.end_offset_for_epoch(1), (1, start));
+}
+
+/// A compressed batch (records never walked) claiming `records` records.
+fn claiming(records: i32) -> Vec<u8> {
+    let mut t = TestBatch::new(1);
+    t.codec = 4;
+    let mut b = t.encode();
+    b[23..27].copy_from_slice(&(records - 1).to_be_bytes());
+    b[57..61].copy_from_slice(&records.to_be_bytes());
+    fix_crc(&mut b);
+    b
+}
+
+#[test]
+fn a_set_claiming_more_offsets_than_a_segment_indexes_is_refused_not_a_panic() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = open(dir.path(), LogConfig::default());
+    let mut set = Vec::new();
+    for _ in 0..3 {
+        set.extend_from_slice(&claiming(i32::MAX));
+    }
+    let err = log.append(&mut set, 0, NOW).unwrap_err();
+    assert!(matches!(err, StorageError::InvalidRecord(_)), "{err}");
+    assert_eq!(log.log_end_offset(), 0);
+    let info = log.append(&mut claiming(i32::MAX), 0, NOW).unwrap();
+    assert_eq!(info.last_offset, i64::from(i32::MAX) - 1);
+    let info = log.append(&mut claiming(5), 0, NOW).unwrap();
+    assert_eq!(info.base_offset, i64::from(i32::MAX));
+    drop(log);
+    let log = open(dir.path(), LogConfig::default());
+    assert_eq!(log.log_end_offset(), i64::from(i32::MAX) + 5);
 }
 
 #[test]
@@ -457,4 +698,25 @@ fn delete_removes_the_directory() {
     append_n(&log, 2, 2);
     log.delete().unwrap();
     assert!(!path.exists());
+}
+
+#[test]
+fn reads_racing_appends_never_repeat_a_batch() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = Arc::new(open(dir.path(), small_config()));
+    append_n(&log, 3, 2);
+    let writer = {
+        let log = Arc::clone(&log);
+        std::thread::spawn(move || append_n(&log, 2_000, 2))
+    };
+    let mut reads = 0;
+    while !writer.is_finished() || reads == 0 {
+        // Up to the log end, as a follower's fetch reads (not stopped at the high watermark).
+        let got = log.read(0, usize::MAX, i64::MAX, true).unwrap();
+        let got = bases(&got);
+        let expected: Vec<i64> = (0..got.len() as i64).map(|i| i * 2).collect();
+        assert_eq!(got, expected, "batches contiguous, none twice");
+        reads += 1;
+    }
+    writer.join().unwrap();
 }

@@ -309,6 +309,86 @@ impl Segment {
         self.time_index.save(&offset_file(&self.dir, self.base_offset, TIME_INDEX_SUFFIX))
     }
 
+    /// Where the batch holding `offset` starts, as `(file position, base offset)`; the first
+    /// batch after `offset` when none holds it; `None` when `offset` is at or past the end.
+    ///
+    /// # Errors
+    ///
+    /// `Io` or `Corrupted` when the headers cannot be read back.
+    pub fn find_batch(&self, offset: i64) -> Result<Option<(u64, i64)>> {
+        let mut found = None;
+        scan_headers(&self.log, self.position_for_offset(offset), self.size, |pos, h| {
+            if h.last_offset() < offset {
+                return Ok(ControlFlow::Continue(()));
+            }
+            found = Some((pos, h.base_offset));
+            Ok(ControlFlow::Break(()))
+        })?;
+        Ok(found)
+    }
+
+    /// Cuts the segment at `position`, where the batch based at `base_offset` starts (found by
+    /// [`find_batch`](Self::find_batch)): the file is shortened (not fsynced: the caller syncs),
+    /// entries of both indexes at or after the cut are dropped, and the largest timestamp is
+    /// found again from the last remaining time-index entry plus a header scan after it. The
+    /// creation time is kept. The saved index files are left as they are; the caller removes
+    /// them.
+    ///
+    /// # Errors
+    ///
+    /// `Io` when the file cannot be shortened; `Io` or `Corrupted` when the headers before the
+    /// cut cannot be read back. The segment is then in doubt and must be reloaded.
+    pub fn truncate_at(&mut self, position: u64, base_offset: i64) -> Result<()> {
+        if position >= self.size {
+            return Ok(());
+        }
+        self.log.set_len(position)?;
+        self.size = position;
+        self.next_offset = base_offset;
+        let relative = relative_or_zero(self.base_offset, base_offset);
+        self.offset_index.truncate_to(relative);
+        self.time_index.truncate_to(relative);
+        self.bytes_since_index = position - self.offset_index.last().map_or(0, |(_, p)| u64::from(p));
+        if position == 0 {
+            self.first_batch_timestamp = None;
+        }
+        self.reload_max_timestamp()
+    }
+
+    /// Recomputes `max_timestamp` / `max_timestamp_offset` after a cut. The last time-index entry
+    /// holds the largest timestamp of every batch up to its offset; batches after it are scanned.
+    fn reload_max_timestamp(&mut self) -> Result<()> {
+        let (mut max, mut max_offset) = match self.time_index.last() {
+            Some((ts, rel)) => (ts, self.base_offset + i64::from(rel)),
+            None => (-1, -1),
+        };
+        let from = if max_offset >= 0 { self.position_for_offset(max_offset) } else { 0 };
+        scan_headers(&self.log, from, self.size, |_, h| {
+            if h.max_timestamp > max {
+                max = h.max_timestamp;
+                max_offset = h.last_offset();
+            }
+            Ok(ControlFlow::Continue(()))
+        })?;
+        self.max_timestamp = max;
+        self.max_timestamp_offset = max_offset;
+        Ok(())
+    }
+
+    /// Removes the saved `.index` and `.timeindex` files, which no longer describe the segment
+    /// after a cut; they are written again on roll or close, and opening without them rebuilds
+    /// the indexes by a scan.
+    ///
+    /// # Errors
+    ///
+    /// `Io` when a file exists but cannot be removed.
+    pub fn remove_index_files(&self) -> Result<()> {
+        for suffix in [INDEX_SUFFIX, TIME_INDEX_SUFFIX] {
+            remove_if_exists(&offset_file(&self.dir, self.base_offset, suffix))?;
+        }
+        Ok(())
+    }
+
     /// Removes the segment's files. Readers holding `log` keep reading the unlinked file.
     ///
     /// # Errors
@@ -480,6 +560,48 @@ mod tests {
         fs::write(offset_file(dir.path(), 0, INDEX_SUFFIX), [9u8; 8]).unwrap();
         let (seg, _) = Segment::open(dir.path(), 0, None, true, SETTINGS, 0).unwrap();
         assert_eq!((seg.size, seg.next_offset), (size, next));
+    }
+
+    /// What a segment derives from its file, for comparing two segments. (The time index may
+    /// differ: a cut keeps entries made after the cut point that describe batches before it, as
+    /// Kafka's does; both answer lookups correctly.)
+    fn state(seg: &Segment) -> (u64, i64, i64, i64, Vec<u64>) {
+        let positions = (seg.base_offset..seg.next_offset).map(|o| seg.position_for_offset(o)).collect();
+        (seg.size, seg.next_offset, seg.max_timestamp, seg.max_timestamp_offset, positions)
+    }
+
+    #[test]
+    fn truncate_at_matches_a_fresh_scan_of_the_cut_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut seg = Segment::create(dir.path(), 100, SETTINGS, 0).unwrap();
+        for i in 0..20i64 {
+            let mut t = TestBatch::new(3);
+            // Timestamps rise, fall back, then peak in batch 12 (offsets 136..=138).
+            t.base_timestamp = if i == 12 { 9_000 } else { 1_000 + (i % 7) * 100 };
+            let mut bytes = t.encode();
+            set_base_offset_and_epoch(&mut bytes, seg.next_offset, 0);
+            let infos = validate_record_set(&bytes, 1 << 20).unwrap();
+            seg.append(&bytes, &infos).unwrap();
+        }
+        assert_eq!(seg.max_timestamp_offset, 138);
+        for cut in [160, 140, 137, 125, 101, 100] {
+            let (position, base) = match seg.find_batch(cut).unwrap() {
+                Some(found) => found,
+                None => (seg.size, seg.next_offset),
+            };
+            assert_eq!(base, (cut - 100) / 3 * 3 + 100, "cut {cut} rounds down to its batch");
+            seg.truncate_at(position, base).unwrap();
+            assert_eq!(seg.log.metadata().unwrap().len(), position);
+            let (fresh, rec) = Segment::open(dir.path(), 100, None, false, SETTINGS, 0).unwrap();
+            assert_eq!(rec, Recovered::Intact);
+            assert_eq!(state(&seg), state(&fresh), "cut at {cut}");
+            assert_eq!(seg.bytes_since_index, fresh.bytes_since_index, "cut at {cut}");
+        }
+        assert_eq!((seg.size, seg.next_offset, seg.max_timestamp), (0, 100, -1));
+        // The emptied segment takes appends again, indexing as a new one would.
+        append_n(&mut seg, 20);
+        let (fresh, _) = Segment::open(dir.path(), 100, None, false, SETTINGS, 0).unwrap();
+        assert_eq!(state(&seg), state(&fresh));
     }
 
     #[test]

@@ -203,6 +203,18 @@ pub fn segment_files(data_dir: &std::path::Path, topic: &str, partition: i32) ->
     files
 }
 
+/// Partition -> (leader, isr) of `topic` as the brokers at `bootstrap` report it; `None` while
+/// the topic is unknown or has an error.
+pub fn leaders_and_isr(bootstrap: &str, topic: &str) -> Option<BTreeMap<i32, (i32, Vec<i32>)>> {
+    let consumer: BaseConsumer = client_config(bootstrap, &[]).create().ok()?;
+    let metadata = consumer.fetch_metadata(Some(topic), Duration::from_secs(5)).ok()?;
+    let t = metadata.topics().iter().find(|t| t.name() == topic)?;
+    if t.error().is_some() || t.partitions().is_empty() {
+        return None;
+    }
+    Some(t.partitions().iter().map(|p| (p.id(), (p.leader(), p.isr().to_vec()))).collect())
+}
+
 /// Seconds with millisecond precision, for timing prints.
 pub fn secs(since: Instant) -> String {
     format!("{:.2}s", since.elapsed().as_secs_f64())

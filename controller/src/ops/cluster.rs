@@ -5,7 +5,9 @@
 //! session timeout, shuts down, or re-registers as a new incarnation is fenced. Fencing removes it
 //! from every ISR (except where it is the last member, so that nothing stale can be elected) and
 //! moves its leaderships to the first live in-sync replica; a partition with none goes leaderless
-//! (leader -1) until a member of its ISR comes back. Unclean election is not done here.
+//! (leader -1) until a member of its ISR comes back, unless the topic sets
+//! `unclean.leader.election.enable=true`: then a live replica outside the ISR may lead (it may lack
+//! acknowledged records; the ISR restarts as that replica alone).
 
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
@@ -104,8 +106,20 @@ pub fn fence_broker(image: &MetadataImage, node_id: i32) -> Vec<MetadataRecord> 
             }
             let isr: Vec<i32> =
                 if p.isr.len() > 1 { p.isr.iter().copied().filter(|b| *b != node_id).collect() } else { p.isr.clone() };
+            let mut isr = isr;
             let leader = if p.leader == node_id || p.leader == -1 {
-                p.replicas.iter().copied().find(|b| isr.contains(b) && alive(*b)).unwrap_or(-1)
+                match p.replicas.iter().copied().find(|b| isr.contains(b) && alive(*b)) {
+                    Some(leader) => leader,
+                    None => {
+                        match p.replicas.iter().copied().find(|b| alive(*b)).filter(|_| unclean(image, &topic.name)) {
+                            Some(leader) => {
+                                isr = vec![leader];
+                                leader
+                            }
+                            None => -1,
+                        }
+                    }
+                }
             } else {
                 p.leader
             };
@@ -120,12 +134,22 @@ pub fn unfence_broker(image: &MetadataImage, node_id: i32) -> Vec<MetadataRecord
     let mut records = vec![MetadataRecord::UnfenceBroker { node_id }];
     for topic in image.topics.values() {
         for p in topic.partitions.values() {
-            if p.leader == -1 && p.isr.contains(&node_id) && p.replicas.contains(&node_id) {
+            if p.leader != -1 || !p.replicas.contains(&node_id) {
+                continue;
+            }
+            if p.isr.contains(&node_id) {
                 records.push(partition_change(topic.topic_id, p, p.isr.clone(), node_id));
+            } else if unclean(image, &topic.name) {
+                records.push(partition_change(topic.topic_id, p, vec![node_id], node_id));
             }
         }
     }
     records
+}
+
+/// Whether `topic` allows electing a replica outside its ISR (`unclean.leader.election.enable`).
+fn unclean(image: &MetadataImage, topic: &str) -> bool {
+    image.topic_configs(topic).get("unclean.leader.election.enable").is_some_and(|v| v.eq_ignore_ascii_case("true"))
 }
 
 /// A partition's new ISR and leader as a record: the partition epoch always moves on, the leader
@@ -249,6 +273,36 @@ mod tests {
         let after = partitions(&image);
         assert!(after.iter().all(|p| p.0 == 3), "{after:?}");
         assert!(after.iter().all(|p| p.2 >= 2), "leader epochs move on: {after:?}");
+    }
+
+    #[test]
+    fn unclean_election_only_where_the_topic_allows_it() {
+        use crate::records::ConfigResource;
+        let mut image = cluster();
+        // Partition 0 (replicas 1, 2, 3) shrinks to broker 1 alone, then 1 dies.
+        let topic_id = image.topic_by_name("t").expect("topic").topic_id;
+        let p = image.topics[&topic_id].partitions[&0].clone();
+        image.apply(&partition_change(topic_id, &p, vec![1], 1));
+        step(&mut image, |i| fence_broker(i, 1));
+        assert_eq!(partitions(&image)[0], (-1, vec![1], 1), "clean: leaderless while its last ISR member is down");
+        // Broker 2 returns (after a restart, as a new incarnation): still no unclean election.
+        step(&mut image, |i| fence_broker(i, 2));
+        step(&mut image, |i| register_broker(i, &reg(2, 22)).records);
+        step(&mut image, |i| heartbeat(i, &hb(2, 22, i)).records);
+        assert_eq!(partitions(&image)[0].0, -1);
+
+        image.apply(&MetadataRecord::Config {
+            resource: ConfigResource::Topic,
+            resource_name: "t".into(),
+            name: "unclean.leader.election.enable".into(),
+            value: Some("true".into()),
+        });
+        // Now a returning out-of-sync replica may lead, and the ISR restarts with it alone.
+        step(&mut image, |i| fence_broker(i, 3));
+        step(&mut image, |i| register_broker(i, &reg(3, 33)).records);
+        step(&mut image, |i| heartbeat(i, &hb(3, 33, i)).records);
+        assert_eq!(partitions(&image)[0].0, 3);
+        assert_eq!(partitions(&image)[0].1, vec![3]);
     }
 
     #[test]

@@ -7,6 +7,7 @@
 
 pub mod cluster;
 pub mod configs;
+pub mod partitions;
 pub mod producer_ids;
 pub mod topics;
 

@@ -10,14 +10,16 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use kafka_protocol::error::ResponseError;
-use kafka_protocol::messages::fetch_response::{FetchableTopicResponse, PartitionData};
+use kafka_protocol::messages::fetch_response::{
+    EpochEndOffset, FetchableTopicResponse, LeaderIdAndEpoch, NodeEndpoint, PartitionData,
+};
 use kafka_protocol::messages::{ApiKey, BrokerId, FetchRequest, FetchResponse, TopicName};
 use kafka_protocol::protocol::StrBytes;
 use sluice_controller::image::MetadataImage;
 use uuid::Uuid;
 
 use self::session::{SessionError, SessionPartition, FINAL_EPOCH, INITIAL_EPOCH};
-use super::errors::storage_error;
+use super::errors::{partition_error, storage_error};
 use super::{Handler, RequestContext};
 use crate::broker::Broker;
 use crate::replica::manager::PartitionError;
@@ -36,20 +38,19 @@ struct PartitionRead {
     high_watermark: i64,
     log_start_offset: i64,
     records: Bytes,
+    /// For a follower whose log diverged from the leader's: the largest epoch both have and
+    /// where it ends on the leader (Fetch v12+'s DivergingEpoch).
+    diverging: Option<(i32, i64)>,
 }
 
 impl PartitionRead {
     fn failed(error: ResponseError) -> Self {
-        Self { error: Some(error), high_watermark: -1, log_start_offset: -1, records: Bytes::new() }
+        Self { error: Some(error), high_watermark: -1, log_start_offset: -1, records: Bytes::new(), diverging: None }
     }
 }
 
 fn resolve_error(e: &PartitionError) -> ResponseError {
-    match e {
-        PartitionError::UnknownTopicOrPartition => ResponseError::UnknownTopicOrPartition,
-        PartitionError::NotLeader => ResponseError::NotLeaderOrFollower,
-        PartitionError::Storage(s) => storage_error(s),
-    }
+    partition_error(e)
 }
 
 /// Finds the hosted partitions behind `targets` (errors per partition where not hosted here).
@@ -85,10 +86,13 @@ async fn resolve(
 }
 
 /// Reads every target once, sharing `max_bytes` across them in order (blocking file I/O).
+/// Reads every partition's records. A consumer reads up to the high watermark; a follower
+/// (`replica`) reads up to the log end, unless its log diverged from this leader's.
 fn read_all(
     targets: &[SessionPartition],
     partitions: &[Result<Arc<Partition>, ResponseError>],
     max_bytes: usize,
+    replica: bool,
 ) -> Vec<PartitionRead> {
     let mut used = 0usize;
     targets
@@ -101,22 +105,44 @@ fn read_all(
             };
             let log = &partition.log;
             let high_watermark = log.high_watermark();
+            if replica && t.last_fetched_epoch >= 0 {
+                // KIP-595-style truncation detection: the follower's last epoch must end, here,
+                // at or after its fetch offset, or it holds records this leader does not.
+                let (epoch, end) = log.end_offset_for_epoch(t.last_fetched_epoch);
+                if epoch < t.last_fetched_epoch || end < t.fetch_offset {
+                    return PartitionRead {
+                        error: None,
+                        high_watermark,
+                        log_start_offset: log.log_start_offset(),
+                        records: Bytes::new(),
+                        diverging: Some((epoch, end)),
+                    };
+                }
+            }
+            let upto = if replica { log.log_end_offset() } else { high_watermark };
             let limit = usize::try_from(t.partition_max_bytes.max(0)).unwrap_or(0).min(max_bytes.saturating_sub(used));
             let read = if limit == 0 && used > 0 {
                 Ok(Bytes::new())
             } else {
-                log.read(t.fetch_offset, limit, high_watermark, used == 0)
+                log.read(t.fetch_offset, limit, upto, used == 0)
             };
             match read {
                 Ok(records) => {
                     used += records.len();
-                    PartitionRead { error: None, high_watermark, log_start_offset: log.log_start_offset(), records }
+                    PartitionRead {
+                        error: None,
+                        high_watermark,
+                        log_start_offset: log.log_start_offset(),
+                        records,
+                        diverging: None,
+                    }
                 }
                 Err(e) => PartitionRead {
                     error: Some(storage_error(&e)),
                     high_watermark,
                     log_start_offset: log.log_start_offset(),
                     records: Bytes::new(),
+                    diverging: None,
                 },
             }
         })
@@ -124,9 +150,13 @@ fn read_all(
 }
 
 /// Waits until any of the partitions' high watermarks moves, or `deadline`.
-async fn wait_for_append(partitions: &[Result<Arc<Partition>, ResponseError>], deadline: Instant) {
-    let mut watches: Vec<_> =
-        partitions.iter().filter_map(|p| p.as_ref().ok()).map(|p| p.watch_high_watermark()).collect();
+/// Waits until one partition's high watermark moves (a follower: its log end), or `deadline`.
+async fn wait_for_append(partitions: &[Result<Arc<Partition>, ResponseError>], deadline: Instant, replica: bool) {
+    let mut watches: Vec<_> = partitions
+        .iter()
+        .filter_map(|p| p.as_ref().ok())
+        .map(|p| if replica { p.watch_log_end() } else { p.watch_high_watermark() })
+        .collect();
     if watches.is_empty() {
         tokio::time::sleep_until(deadline.into()).await;
         return;
@@ -154,6 +184,7 @@ fn targets_from_request(image: &MetadataImage, request: &FetchRequest, by_id: bo
                 fetch_offset: p.fetch_offset,
                 partition_max_bytes: p.partition_max_bytes,
                 current_leader_epoch: p.current_leader_epoch,
+                last_fetched_epoch: p.last_fetched_epoch,
                 last_sent: None,
             });
         }
@@ -255,6 +286,12 @@ fn response(
             .with_aborted_transactions(if read_committed { Some(Vec::new()) } else { None })
             .with_preferred_read_replica(BrokerId(-1))
             .with_records(Some(r.records));
+        let data = match r.diverging {
+            Some((epoch, end_offset)) => {
+                data.with_diverging_epoch(EpochEndOffset::default().with_epoch(epoch).with_end_offset(end_offset))
+            }
+            None => data,
+        };
         let same_topic = topics.last().is_some_and(|last| {
             if by_id {
                 last.topic_id == t.topic_id
@@ -274,6 +311,74 @@ fn response(
         }
     }
     topics
+}
+
+/// KIP-951: partitions answered NOT_LEADER_OR_FOLLOWER or FENCED_LEADER_EPOCH name the current
+/// leader and epoch (v12+), and the response carries those leaders' endpoints (v16+).
+fn name_new_leaders(image: &MetadataImage, topics: &mut [FetchableTopicResponse], version: i16) -> Vec<NodeEndpoint> {
+    if version < 12 {
+        return Vec::new();
+    }
+    let moved = [ResponseError::NotLeaderOrFollower.code(), ResponseError::FencedLeaderEpoch.code()];
+    let mut leaders = std::collections::BTreeSet::new();
+    for topic in topics.iter_mut() {
+        let topic_id = if version >= TOPIC_ID_VERSION {
+            Some(topic.topic_id)
+        } else {
+            image.topic_by_name(topic.topic.0.as_str()).map(|t| t.topic_id)
+        };
+        for p in &mut topic.partitions {
+            if !moved.contains(&p.error_code) {
+                continue;
+            }
+            let now = topic_id.and_then(|id| image.topics.get(&id)).and_then(|t| t.partitions.get(&p.partition_index));
+            let Some(now) = now else { continue };
+            p.current_leader =
+                LeaderIdAndEpoch::default().with_leader_id(BrokerId(now.leader)).with_leader_epoch(now.leader_epoch);
+            if now.leader >= 0 {
+                leaders.insert(now.leader);
+            }
+        }
+    }
+    if version < 16 {
+        return Vec::new();
+    }
+    leaders
+        .into_iter()
+        .filter_map(|id| image.brokers.get(&id).filter(|b| !b.fenced).map(|b| (id, b)))
+        .map(|(id, b)| {
+            NodeEndpoint::default()
+                .with_node_id(BrokerId(id))
+                .with_host(StrBytes::from_string(b.host.clone()))
+                .with_port(b.port)
+                .with_rack(b.rack.clone().map(StrBytes::from_string))
+        })
+        .collect()
+}
+
+/// Tells each led partition where follower `replica` has got to (its fetch offset), and sends
+/// the ISR expansions that follow to the controller.
+fn record_follower_fetches(
+    broker: &Arc<Broker>,
+    replica: i32,
+    targets: &[SessionPartition],
+    partitions: &[Result<Arc<Partition>, ResponseError>],
+) {
+    let now_ms = crate::clock::now_ms();
+    for (t, p) in targets.iter().zip(partitions) {
+        let Ok(partition) = p else { continue };
+        if t.last_fetched_epoch >= 0 {
+            // A follower whose log diverged holds records this leader does not: its fetch offset
+            // says nothing about what it has in common with the leader, so it does not count.
+            let (epoch, end) = partition.log.end_offset_for_epoch(t.last_fetched_epoch);
+            if epoch < t.last_fetched_epoch || end < t.fetch_offset {
+                continue;
+            }
+        }
+        if let Ok(Some(proposal)) = partition.follower_fetched(replica, t.fetch_offset, now_ms) {
+            crate::replica::propose_isr_change(broker, Arc::clone(partition), proposal);
+        }
+    }
 }
 
 impl Handler for FetchHandler {
@@ -302,18 +407,25 @@ impl Handler for FetchHandler {
         let deadline = Instant::now()
             + Duration::from_millis(u64::try_from(request.max_wait_ms.clamp(0, MAX_WAIT_CAP_MS)).unwrap_or(0));
         let partitions = resolve(&broker, &image, &targets, by_id).await;
+        // A follower's fetch (replica id in the request, or in ReplicaState from v15).
+        let replica_id = if ctx.api_version >= 15 { request.replica_state.replica_id.0 } else { request.replica_id.0 };
+        let replica = replica_id >= 0;
+        if replica {
+            record_follower_fetches(&broker, replica_id, &targets, &partitions);
+        }
         let partitions = Arc::new(partitions);
         let targets = Arc::new(targets);
         let reads = loop {
             let (t, p) = (Arc::clone(&targets), Arc::clone(&partitions));
-            let reads = tokio::task::spawn_blocking(move || read_all(&t, &p, max_bytes)).await.unwrap_or_default();
+            let reads =
+                tokio::task::spawn_blocking(move || read_all(&t, &p, max_bytes, replica)).await.unwrap_or_default();
             let bytes: usize = reads.iter().map(|r| r.records.len()).sum();
             let any_error = reads.iter().any(|r| r.error.is_some());
             if bytes >= min_bytes || any_error || Instant::now() >= deadline || broker.shutdown.is_cancelled() {
                 break reads;
             }
             tokio::select! {
-                () = wait_for_append(&partitions, deadline) => {}
+                () = wait_for_append(&partitions, deadline, replica) => {}
                 () = broker.shutdown.cancelled() => {}
             }
         };
@@ -321,7 +433,13 @@ impl Handler for FetchHandler {
         // partitions without news.
         let changed = if session_id != 0 { record_sent(&broker, session_id, &targets, &reads) } else { Vec::new() };
         let include = if incremental { changed } else { vec![true; targets.len()] };
-        let topics = response(&targets, reads, &include, by_id, request.isolation_level == 1);
-        Some(FetchResponse::default().with_session_id(session_id).with_responses(topics))
+        let mut topics = response(&targets, reads, &include, by_id, request.isolation_level == 1);
+        let node_endpoints = name_new_leaders(&image, &mut topics, ctx.api_version);
+        Some(
+            FetchResponse::default()
+                .with_session_id(session_id)
+                .with_responses(topics)
+                .with_node_endpoints(node_endpoints),
+        )
     }
 }

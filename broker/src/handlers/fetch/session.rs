@@ -27,6 +27,8 @@ pub struct SessionPartition {
     pub fetch_offset: i64,
     pub partition_max_bytes: i32,
     pub current_leader_epoch: i32,
+    /// The epoch of the last batch a follower holds (Fetch v12+), `-1` for consumers.
+    pub last_fetched_epoch: i32,
     /// (high watermark, log start offset) last sent; `None` before the first response.
     pub last_sent: Option<(i64, i64)>,
 }
@@ -121,6 +123,7 @@ impl Session {
                 q.fetch_offset = p.fetch_offset;
                 q.partition_max_bytes = p.partition_max_bytes;
                 q.current_leader_epoch = p.current_leader_epoch;
+                q.last_fetched_epoch = p.last_fetched_epoch;
             }
             None => self.partitions.push(p),
         }
@@ -144,6 +147,7 @@ mod tests {
             fetch_offset,
             partition_max_bytes: 1024,
             current_leader_epoch: -1,
+            last_fetched_epoch: -1,
             last_sent: None,
         }
     }
