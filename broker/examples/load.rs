@@ -25,11 +25,12 @@ struct Args {
     size: usize,
     acks: String,
     partitions: i32,
+    replication_factor: i32,
 }
 
 fn parse_args() -> Result<Args, String> {
     let mut it = std::env::args().skip(1);
-    let mode = it.next().ok_or("usage: load produce|consume|first-produce [--bootstrap H:P] [--topic T] [--records N] [--size BYTES] [--acks 0|1|all] [--partitions N]")?;
+    let mode = it.next().ok_or("usage: load produce|consume|first-produce [--bootstrap H:P] [--topic T] [--records N] [--size BYTES] [--acks 0|1|all] [--partitions N] [--replication-factor N]")?;
     let mut args = Args {
         mode,
         bootstrap: "127.0.0.1:9092".into(),
@@ -38,6 +39,7 @@ fn parse_args() -> Result<Args, String> {
         size: 1024,
         acks: "1".into(),
         partitions: 1,
+        replication_factor: 1,
     };
     while let Some(flag) = it.next() {
         let value = it.next().ok_or(format!("{flag} needs a value"))?;
@@ -49,6 +51,9 @@ fn parse_args() -> Result<Args, String> {
             "--size" => args.size = num(&value)?,
             "--acks" => args.acks = value,
             "--partitions" => args.partitions = i32::try_from(num(&value)?).map_err(|e| e.to_string())?,
+            "--replication-factor" => {
+                args.replication_factor = i32::try_from(num(&value)?).map_err(|e| e.to_string())?;
+            }
             _ => return Err(format!("unknown flag {flag}")),
         }
     }
@@ -76,13 +81,14 @@ fn percentile(sorted: &[u64], p: f64) -> f64 {
     sorted[idx.min(sorted.len() - 1)] as f64 / 1000.0
 }
 
-/// Creates the topic with `--partitions` partitions (an existing topic is fine).
+/// Creates the topic with `--partitions` partitions and `--replication-factor` replicas (an
+/// existing topic is fine).
 async fn create_topic(args: &Args) -> Result<(), String> {
     use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
     use rdkafka::client::DefaultClientContext;
     let admin: AdminClient<DefaultClientContext> =
         ClientConfig::new().set("bootstrap.servers", &args.bootstrap).create().map_err(|e| e.to_string())?;
-    let topic = NewTopic::new(&args.topic, args.partitions, TopicReplication::Fixed(1));
+    let topic = NewTopic::new(&args.topic, args.partitions, TopicReplication::Fixed(args.replication_factor));
     let results = admin.create_topics([&topic], &AdminOptions::new()).await.map_err(|e| e.to_string())?;
     for r in results {
         match r {
