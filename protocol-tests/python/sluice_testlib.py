@@ -228,3 +228,16 @@ def partition_count(admin, topic: str) -> Optional[int]:
     if tm is None or tm.error is not None:
         return None
     return len(tm.partitions)
+
+
+CLUSTER_SCRIPT = REPO_ROOT / "scripts" / "cluster"
+
+
+def scripts_cluster(env, *args, check=True, timeout=120):
+    """Runs `scripts/cluster ARGS` with `env` (its SLUICE_CLUSTER_DIR names the cluster)."""
+    result = subprocess.run(
+        [str(CLUSTER_SCRIPT), *args], env=env, capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL
+    )
+    if check and result.returncode != 0:
+        raise AssertionError(f"scripts/cluster {' '.join(args)} failed ({result.returncode}):\n{result.stdout}\n{result.stderr}")
+    return result

@@ -11,19 +11,12 @@ import pytest
 from confluent_kafka import Consumer, Producer
 from confluent_kafka.admin import AdminClient, NewTopic
 
-from sluice_testlib import REPO_ROOT, sluice_bin, unique_topic
+from sluice_testlib import scripts_cluster, sluice_bin, unique_topic
 
-SCRIPT = REPO_ROOT / "scripts" / "cluster"
 FAST = ["--set", "broker.session.timeout.ms=3000", "--set", "broker.heartbeat.interval.ms=300"]
 
 
-def cluster(env, *args, check=True, timeout=120):
-    result = subprocess.run(
-        [str(SCRIPT), *args], env=env, capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL
-    )
-    if check and result.returncode != 0:
-        raise AssertionError(f"scripts/cluster {' '.join(args)} failed ({result.returncode}):\n{result.stdout}\n{result.stderr}")
-    return result
+cluster = scripts_cluster
 
 
 @pytest.fixture

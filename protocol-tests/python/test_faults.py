@@ -30,9 +30,8 @@ from confluent_kafka import Consumer, KafkaError, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
 import netns_cluster
-from sluice_testlib import REPO_ROOT, sluice_bin, unique_topic
+from sluice_testlib import scripts_cluster, sluice_bin, unique_topic
 
-SCRIPT = REPO_ROOT / "scripts" / "cluster"
 PARTITIONS = 3
 FAULT_PHASE_S = float(os.environ.get("SLUICE_FAULT_SECONDS", "45"))
 LAG_MAX_MS = 2000
@@ -45,13 +44,7 @@ SETTINGS = [
 ]
 
 
-def cluster(env, *args, check=True, timeout=120):
-    result = subprocess.run(
-        [str(SCRIPT), *args], env=env, capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL
-    )
-    if check and result.returncode != 0:
-        raise AssertionError(f"scripts/cluster {' '.join(args)} failed ({result.returncode}):\n{result.stdout}\n{result.stderr}")
-    return result
+cluster = scripts_cluster
 
 
 def leaders(bootstrap, topic):
