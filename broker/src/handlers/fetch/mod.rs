@@ -22,7 +22,6 @@ use self::session::{SessionError, SessionPartition, FINAL_EPOCH, INITIAL_EPOCH};
 use super::errors::{partition_error, storage_error};
 use super::{Handler, RequestContext};
 use crate::broker::Broker;
-use crate::replica::manager::PartitionError;
 use crate::replica::Partition;
 
 pub struct FetchHandler;
@@ -47,10 +46,6 @@ impl PartitionRead {
     fn failed(error: ResponseError) -> Self {
         Self { error: Some(error), high_watermark: -1, log_start_offset: -1, records: Bytes::new(), diverging: None }
     }
-}
-
-fn resolve_error(e: &PartitionError) -> ResponseError {
-    partition_error(e)
 }
 
 /// Finds the hosted partitions behind `targets` (errors per partition where not hosted here).
@@ -80,7 +75,9 @@ async fn resolve(
             }));
             continue;
         }
-        out.push(broker.replicas.leader_partition(image, t.topic_id, t.partition).await.map_err(|e| resolve_error(&e)));
+        out.push(
+            broker.replicas.leader_partition(image, t.topic_id, t.partition).await.map_err(|e| partition_error(&e)),
+        );
     }
     out
 }
