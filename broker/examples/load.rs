@@ -6,9 +6,14 @@
 //! cargo run --release -p sluice --example load -- consume --bootstrap 127.0.0.1:9092 \
 //!     --topic bench --records 200000
 //! cargo run --release -p sluice --example load -- first-produce --bootstrap 127.0.0.1:9092
+//! cargo run --release -p sluice --example load -- latency --bootstrap 127.0.0.1:9092 \
+//!     --topic lat --rate 20000 --seconds 20 --size 1024 --acks 1
 //! ```
 //! Prints one line of `key=value` figures: records/s, MB/s, and for produce the delivery latency
-//! percentiles (from send to acknowledgement).
+//! percentiles (from send to acknowledgement). `latency` produces at a fixed rate while a consumer
+//! in the same process reads the topic, and reports end-to-end latency percentiles (from the time
+//! each record was due to be sent, so a stalled producer is not hidden, to the time the consumer
+//! saw it) from an HDR histogram.
 
 use std::time::{Duration, Instant};
 
@@ -26,11 +31,13 @@ struct Args {
     acks: String,
     partitions: i32,
     replication_factor: i32,
+    rate: u64,
+    seconds: u64,
 }
 
 fn parse_args() -> Result<Args, String> {
     let mut it = std::env::args().skip(1);
-    let mode = it.next().ok_or("usage: load produce|consume|first-produce [--bootstrap H:P] [--topic T] [--records N] [--size BYTES] [--acks 0|1|all] [--partitions N] [--replication-factor N]")?;
+    let mode = it.next().ok_or("usage: load produce|consume|first-produce|latency [--bootstrap H:P] [--topic T] [--records N] [--size BYTES] [--acks 0|1|all] [--partitions N] [--replication-factor N] [--rate RECORDS_PER_S] [--seconds N]")?;
     let mut args = Args {
         mode,
         bootstrap: "127.0.0.1:9092".into(),
@@ -40,6 +47,8 @@ fn parse_args() -> Result<Args, String> {
         acks: "1".into(),
         partitions: 1,
         replication_factor: 1,
+        rate: 10_000,
+        seconds: 10,
     };
     while let Some(flag) = it.next() {
         let value = it.next().ok_or(format!("{flag} needs a value"))?;
@@ -54,6 +63,8 @@ fn parse_args() -> Result<Args, String> {
             "--replication-factor" => {
                 args.replication_factor = i32::try_from(num(&value)?).map_err(|e| e.to_string())?;
             }
+            "--rate" => args.rate = num(&value)? as u64,
+            "--seconds" => args.seconds = num(&value)? as u64,
             _ => return Err(format!("unknown flag {flag}")),
         }
     }
@@ -184,6 +195,119 @@ fn consume(args: &Args) -> Result<(), String> {
     Ok(())
 }
 
+/// Nanoseconds since the Unix epoch: producer and consumer share this process's clock.
+fn epoch_nanos() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
+}
+
+/// Fixed-rate produce with a consumer reading alongside; end-to-end latency from each record's
+/// scheduled send time (first 8 payload bytes) to its arrival at the consumer.
+async fn latency(args: &Args) -> Result<(), String> {
+    create_topic(args).await?;
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", &args.bootstrap)
+        .set("group.id", "sluice-load-latency")
+        .set("enable.auto.commit", "false")
+        .set("fetch.wait.max.ms", "100")
+        .create()
+        .map_err(|e| e.to_string())?;
+    // Start every partition at its current end, so only this run's records are timed.
+    let mut tpl = TopicPartitionList::new();
+    for p in 0..args.partitions {
+        let (_, high) =
+            consumer.fetch_watermarks(&args.topic, p, Duration::from_secs(10)).map_err(|e| e.to_string())?;
+        tpl.add_partition_offset(&args.topic, p, Offset::Offset(high)).map_err(|e| e.to_string())?;
+    }
+    consumer.assign(&tpl).map_err(|e| e.to_string())?;
+    let total = args.rate * args.seconds;
+    // Warm-up: one record per partition (due time 0, not timed) that both the producer and the
+    // consumer must have seen before the clock starts, so connection set-up is not measured.
+    let warm_partitions = u64::try_from(args.partitions).unwrap_or(1);
+    let (warm_tx, warm_rx) = std::sync::mpsc::channel::<()>();
+    let reader = std::thread::spawn(move || -> Result<hdrhistogram::Histogram<u64>, String> {
+        // Microseconds, 1 us .. 60 s, 3 significant digits.
+        let mut hist = hdrhistogram::Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).map_err(|e| e.to_string())?;
+        let (mut seen, mut warm) = (0u64, 0u64);
+        let mut last_progress = Instant::now();
+        while seen < total && last_progress.elapsed() < Duration::from_secs(30) {
+            if let Some(Ok(m)) = consumer.poll(Duration::from_millis(50)) {
+                let now = epoch_nanos();
+                let due = m.payload().and_then(|p| p.get(..8)).map_or(now, |b| {
+                    let mut raw = [0u8; 8];
+                    raw.copy_from_slice(b);
+                    u64::from_be_bytes(raw)
+                });
+                if due == 0 {
+                    warm += 1;
+                    if warm == warm_partitions {
+                        let _ = warm_tx.send(());
+                    }
+                    continue;
+                }
+                hist.saturating_record((now.saturating_sub(due) / 1000).max(1));
+                seen += 1;
+                last_progress = Instant::now();
+            }
+        }
+        Ok(hist)
+    });
+    let producer = producer(args)?;
+    let mut payload = vec![b'x'; args.size.max(8)];
+    payload[..8].copy_from_slice(&0u64.to_be_bytes());
+    for p in 0..args.partitions {
+        let record = FutureRecord::to(&args.topic).partition(p).key("warm-up").payload(&payload[..]);
+        producer.send(record, Duration::from_secs(30)).await.map_err(|(e, _)| format!("warm-up: {e}"))?;
+    }
+    let warmed = tokio::task::spawn_blocking(move || warm_rx.recv_timeout(Duration::from_secs(30)));
+    warmed.await.map_err(|e| e.to_string())?.map_err(|_| "the consumer did not see the warm-up records")?;
+    let start = Instant::now();
+    let start_epoch = epoch_nanos();
+    let mut pending = Vec::with_capacity(usize::try_from(total).unwrap_or(0));
+    let mut failed = 0u64;
+    for i in 0..total {
+        let due = Duration::from_nanos(i.saturating_mul(1_000_000_000) / args.rate.max(1));
+        if let Some(wait) = due.checked_sub(start.elapsed()) {
+            if wait > Duration::from_micros(200) {
+                tokio::time::sleep(wait).await;
+            }
+        }
+        let due_epoch = start_epoch + u64::try_from(due.as_nanos()).unwrap_or(u64::MAX);
+        payload[..8].copy_from_slice(&due_epoch.to_be_bytes());
+        let key = i.to_be_bytes();
+        let record = FutureRecord::to(&args.topic).key(&key[..]).payload(&payload[..]);
+        match producer.send_result(record) {
+            Ok(delivery) => pending.push(delivery),
+            Err(_) => failed += 1,
+        }
+    }
+    for delivery in pending {
+        if !matches!(delivery.await, Ok(Ok(_))) {
+            failed += 1;
+        }
+    }
+    let hist = reader.join().map_err(|_| "consumer thread panicked".to_string())??;
+    let ms = |q: f64| hist.value_at_quantile(q) as f64 / 1000.0;
+    println!(
+        "mode=latency acks={} rate={} records={} received={} failed={} size={} latency_ms_p50={:.2} latency_ms_p99={:.2} latency_ms_p999={:.2} latency_ms_max={:.2}",
+        args.acks,
+        args.rate,
+        total,
+        hist.len(),
+        failed,
+        args.size,
+        ms(0.50),
+        ms(0.99),
+        ms(0.999),
+        hist.max() as f64 / 1000.0,
+    );
+    if failed > 0 || hist.len() < total {
+        return Err(format!("{failed} sends failed, {} of {total} records received", hist.len()));
+    }
+    Ok(())
+}
+
 /// Retries one produce until it is acknowledged: measures how soon a starting broker serves.
 async fn first_produce(args: &Args) -> Result<(), String> {
     let start = Instant::now();
@@ -209,6 +333,7 @@ async fn main() -> std::process::ExitCode {
             "produce" => produce(&args).await,
             "consume" => consume(&args),
             "first-produce" => first_produce(&args).await,
+            "latency" => latency(&args).await,
             other => Err(format!("unknown mode {other}")),
         },
         Err(e) => Err(e),

@@ -13,6 +13,7 @@ use kafka_protocol::messages::{
 use kafka_protocol::protocol::StrBytes;
 use sluice_controller::image::MetadataImage;
 
+use super::authorized_operations;
 use super::group_errors::group_error;
 use super::{Handler, RequestContext};
 use crate::broker::Broker;
@@ -20,10 +21,6 @@ use crate::coordinator::group::{ConsumerDescribedMember, ConsumerGroupDescriptio
 
 pub struct ConsumerGroupDescribeHandler;
 
-/// `authorized_operations` when the client did not ask for them.
-const AUTHORIZED_OPERATIONS_OMITTED: i32 = i32::MIN;
-/// Kafka's supported group operations: READ, DESCRIBE, DELETE, DESCRIBE_CONFIGS, ALTER_CONFIGS.
-const GROUP_OPERATIONS: i32 = 1 << 3 | 1 << 6 | 1 << 8 | 1 << 10 | 1 << 11;
 /// First version with `member_type` (KIP-1099); 1 is "consumer".
 const MEMBER_TYPE_VERSION: i16 = 1;
 const MEMBER_TYPE_CONSUMER: i8 = 1;
@@ -41,7 +38,7 @@ impl Handler for ConsumerGroupDescribeHandler {
     ) -> Option<ConsumerGroupDescribeResponse> {
         let (broker, version) = (&broker, ctx.api_version);
         let operations =
-            if request.include_authorized_operations { GROUP_OPERATIONS } else { AUTHORIZED_OPERATIONS_OMITTED };
+            authorized_operations::answer(request.include_authorized_operations, authorized_operations::GROUP);
         let describes = request.group_ids.into_iter().map(|group_id| async move {
             let id = group_id.0.to_string();
             let result = if id.is_empty() {
@@ -152,8 +149,14 @@ mod tests {
         let id = GroupId(StrBytes::from_static_str("g"));
         for version in ConsumerGroupDescribeHandler::VERSIONS.0..=ConsumerGroupDescribeHandler::VERSIONS.1 {
             let groups = vec![
-                described(&image, version, id.clone(), Ok(d.clone()), GROUP_OPERATIONS),
-                described(&image, version, id.clone(), Err(GroupError::GroupIdNotFound), AUTHORIZED_OPERATIONS_OMITTED),
+                described(&image, version, id.clone(), Ok(d.clone()), authorized_operations::GROUP),
+                described(
+                    &image,
+                    version,
+                    id.clone(),
+                    Err(GroupError::GroupIdNotFound),
+                    authorized_operations::OMITTED,
+                ),
             ];
             assert_eq!(groups[1].error_code, 69);
             let resp = ConsumerGroupDescribeResponse::default().with_groups(groups);

@@ -3,7 +3,7 @@
 //! brokers (1); asking it for controllers (2) is MISMATCHED_ENDPOINT_TYPE and any other type
 //! UNSUPPORTED_ENDPOINT_TYPE, as in Kafka. Version 2 adds fencing: Sluice never fences a
 //! registered broker, so every broker is reported unfenced whether or not fenced ones are asked
-//! for. Authorized operations are not computed (Kafka's "omitted" marker).
+//! for. Authorized operations: every cluster operation when asked for (no authorizer).
 
 use std::sync::Arc;
 
@@ -13,16 +13,13 @@ use kafka_protocol::messages::{ApiKey, BrokerId, DescribeClusterRequest, Describ
 use kafka_protocol::protocol::StrBytes;
 use sluice_controller::image::MetadataImage;
 
-use super::{Handler, RequestContext};
+use super::{authorized_operations, Handler, RequestContext};
 use crate::broker::Broker;
 
 pub struct DescribeClusterHandler;
 
 const ENDPOINT_TYPE_BROKERS: i8 = 1;
 const ENDPOINT_TYPE_CONTROLLERS: i8 = 2;
-
-/// Kafka's "authorized operations not requested" marker.
-const AUTHORIZED_OPERATIONS_OMITTED: i32 = i32::MIN;
 
 /// Live brokers, and fenced ones too when the request asks for them (v2).
 fn brokers(image: &MetadataImage, include_fenced: bool) -> Vec<DescribeClusterBroker> {
@@ -80,7 +77,10 @@ impl Handler for DescribeClusterHandler {
                 .with_cluster_id(StrBytes::from_string(broker.cluster_id.clone()))
                 .with_controller_id(BrokerId(super::metadata::controller_id(&broker, &image)))
                 .with_brokers(brokers(&image, request.include_fenced_brokers))
-                .with_cluster_authorized_operations(AUTHORIZED_OPERATIONS_OMITTED),
+                .with_cluster_authorized_operations(authorized_operations::answer(
+                    request.include_cluster_authorized_operations,
+                    authorized_operations::CLUSTER,
+                )),
         )
     }
 }

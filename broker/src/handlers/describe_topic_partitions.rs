@@ -85,7 +85,9 @@ fn describe_topic(
         .with_name(topic_name(&topic.name))
         .with_topic_id(topic.topic_id)
         .with_is_internal(topic.name.starts_with("__"))
-        .with_partitions(partitions);
+        .with_partitions(partitions)
+        // Kafka always fills this in here (the request has no flag for it).
+        .with_topic_authorized_operations(super::authorized_operations::TOPIC);
     (response, left_out)
 }
 

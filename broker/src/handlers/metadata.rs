@@ -14,13 +14,10 @@ use sluice_controller::image::{MetadataImage, TopicImage};
 use sluice_controller::ops::topics::{validate_topic_name, CreateTopicSpec};
 use uuid::Uuid;
 
-use super::{Handler, RequestContext};
+use super::{authorized_operations, Handler, RequestContext};
 use crate::broker::Broker;
 
 pub struct MetadataHandler;
-
-/// Kafka's "authorized operations not requested" marker.
-const AUTHORIZED_OPERATIONS_OMITTED: i32 = i32::MIN;
 
 /// The broker list every metadata-style response carries.
 pub fn brokers(image: &MetadataImage) -> Vec<MetadataResponseBroker> {
@@ -48,7 +45,8 @@ pub fn controller_id(broker: &Broker, image: &MetadataImage) -> i32 {
     }
 }
 
-fn topic_response(image: &MetadataImage, topic: &TopicImage) -> MetadataResponseTopic {
+/// `operations`: the topic's authorized-operations field (v8+), asked for or the omitted marker.
+fn topic_response(image: &MetadataImage, topic: &TopicImage, operations: i32) -> MetadataResponseTopic {
     let partitions = topic
         .partitions
         .values()
@@ -71,7 +69,7 @@ fn topic_response(image: &MetadataImage, topic: &TopicImage) -> MetadataResponse
         .with_topic_id(topic.topic_id)
         .with_is_internal(topic.name.starts_with("__"))
         .with_partitions(partitions)
-        .with_topic_authorized_operations(AUTHORIZED_OPERATIONS_OMITTED)
+        .with_topic_authorized_operations(operations)
 }
 
 fn error_topic(name: Option<String>, topic_id: Uuid, error: ResponseError) -> MetadataResponseTopic {
@@ -79,7 +77,7 @@ fn error_topic(name: Option<String>, topic_id: Uuid, error: ResponseError) -> Me
         .with_error_code(error.code())
         .with_name(name.map(|n| TopicName(StrBytes::from_string(n))))
         .with_topic_id(topic_id)
-        .with_topic_authorized_operations(AUTHORIZED_OPERATIONS_OMITTED)
+        .with_topic_authorized_operations(authorized_operations::OMITTED)
 }
 
 /// Creates the named topics that do not exist yet, with the broker's defaults.
@@ -122,14 +120,16 @@ impl Handler for MetadataHandler {
         if allow_auto_create && !all_topics {
             image = auto_create(&broker, &image, &names).await;
         }
+        let topic_operations =
+            authorized_operations::answer(request.include_topic_authorized_operations, authorized_operations::TOPIC);
         let topics = if all_topics {
-            image.topics.values().map(|t| topic_response(&image, t)).collect()
+            image.topics.values().map(|t| topic_response(&image, t, topic_operations)).collect()
         } else {
             wanted
                 .iter()
                 .map(|t| match &t.name {
                     Some(name) => match image.topic_by_name(name.0.as_str()) {
-                        Some(topic) => topic_response(&image, topic),
+                        Some(topic) => topic_response(&image, topic, topic_operations),
                         None if validate_topic_name(name.0.as_str()).is_err() => error_topic(
                             Some(name.0.as_str().to_string()),
                             Uuid::nil(),
@@ -142,7 +142,7 @@ impl Handler for MetadataHandler {
                         ),
                     },
                     None => match image.topics.get(&t.topic_id) {
-                        Some(topic) => topic_response(&image, topic),
+                        Some(topic) => topic_response(&image, topic, topic_operations),
                         None => error_topic(None, t.topic_id, ResponseError::UnknownTopicId),
                     },
                 })
@@ -158,7 +158,11 @@ impl Handler for MetadataHandler {
                 // controller failover (Kafka names a random live broker for the same reason).
                 .with_controller_id(BrokerId(broker.node_id()))
                 .with_topics(topics)
-                .with_cluster_authorized_operations(AUTHORIZED_OPERATIONS_OMITTED),
+                // v8-v10 only; later versions leave it to DescribeCluster.
+                .with_cluster_authorized_operations(authorized_operations::answer(
+                    request.include_cluster_authorized_operations,
+                    authorized_operations::CLUSTER,
+                )),
         )
     }
 }
