@@ -35,7 +35,8 @@ def producer(ctx: Ctx, **conf) -> Producer:
 def consumer(ctx: Ctx, group: str | None = None, **conf) -> Consumer:
     return Consumer({
         "bootstrap.servers": ctx.bootstrap,
-        "group.id": group or ctx.group(99),
+        # A group id is required by librdkafka even for assign()-only readers that never join.
+        "group.id": group or ctx.topic() + "-reader",
         "enable.auto.commit": False,
         "auto.offset.reset": "earliest",
         **COMMON,
@@ -72,11 +73,15 @@ def acked_offsets(reports: list) -> list[int]:
     return [msg.offset() for _err, msg in reports]
 
 
-def read_partition(ctx: Ctx, topic: str, partition: int, count: int) -> list:
-    """Reads `count` records of one partition from its beginning (no group)."""
+def read_partition(ctx: Ctx, topic: str, partition: int | list[int], count: int) -> list:
+    """Reads `count` records of one partition (or of a list of them) from the beginning (no group)."""
     c = consumer(ctx)
+    parts = partition if isinstance(partition, list) else [partition]
     try:
-        c.assign([TopicPartition(topic, partition, confluent_kafka.OFFSET_BEGINNING)])
+        # Metadata first: assigning a partition whose leader is not known yet makes librdkafka
+        # retry its offset lookup on a 500 ms timer.
+        c.list_topics(topic, timeout=30)
+        c.assign([TopicPartition(topic, p, confluent_kafka.OFFSET_BEGINNING) for p in parts])
         out: list = []
         while len(out) < count and ctx.remaining() > 1:
             for m in c.consume(num_messages=500, timeout=0.5):
@@ -106,6 +111,7 @@ def metadata(ctx: Ctx) -> dict:
     check(len(tm.partitions) == 3, f"{len(tm.partitions)} partitions, expected 3")
     for p in tm.partitions.values():
         check(p.leader in brokers, f"partition {p.id} leader {p.leader} not a listed broker")
+        check(len(p.replicas) == 1, f"partition {p.id} has replicas {p.replicas}, expected 1")
     controller = md.controller_id
     return {
         "brokers": len(brokers),
@@ -216,10 +222,8 @@ def keyed_partitioning(ctx: Ctx) -> dict:
                 check(partition_of[k] == msg.partition(), f"{k} went to {partition_of[k]} then {msg.partition()}")
     ctx.step("read every partition")
     found: dict[str, list[int]] = {}
-    for part in range(6):
-        n = sum(1 for v in partition_of.values() if v == part) * 2
-        for m in (read_partition(ctx, topic, part, n) if n else []):
-            found.setdefault(m.key().decode(), []).append(part)
+    for m in read_partition(ctx, topic, list(range(6)), 120):
+        found.setdefault(m.key().decode(), []).append(m.partition())
     for k in keys:
         check(found.get(k) == [partition_of[k]] * 2, f"{k} reported in {partition_of[k]}, found in {found.get(k)}")
     return {"records": 120, "partition_of": partition_of}
@@ -382,14 +386,25 @@ def member(args) -> None:
         assigned.difference_update(tp.partition for tp in parts)
         emit({"event": "assigned", "partitions": sorted(assigned)})
 
-    c.subscribe([args.topic], on_assign=on_assign, on_revoke=on_revoke)
+    def on_lost(_c, parts):
+        on_revoke(_c, parts)
+
+    c.subscribe([args.topic], on_assign=on_assign, on_revoke=on_revoke, on_lost=on_lost)
     while not done.is_set():
-        batch = [m for m in c.consume(num_messages=100, timeout=0.2) if not m.error()]
+        batch = []
+        for m in c.consume(num_messages=100, timeout=0.2):
+            if m.error():
+                log(f"member: consume error {m.error()}")
+            else:
+                batch.append(m)
         if batch:
-            c.commit(asynchronous=False)
+            try:
+                c.commit(asynchronous=False)
+            except KafkaException as e:  # e.g. a rebalance under way: the records are printed anyway
+                log(f"member: commit failed: {e}")
             for m in batch:
                 emit({"event": "record", "partition": m.partition(), "offset": m.offset(),
-                      "value": m.value().decode()})
+                      "value": (m.value() or b"").decode("utf-8", "replace")})
     c.close()
     emit({"event": "closed"})
 

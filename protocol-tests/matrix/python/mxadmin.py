@@ -1,11 +1,18 @@
 """Topic creation for matrix programs whose library has no admin API (kcat), on confluent-kafka.
 
     mxadmin.py create --bootstrap B --topic T --partitions N [--config k=v ...]
+
+Creates the topic (replication factor 1) and waits until Metadata shows every partition with a
+leader; exits 1 with a one-line message on stderr when that fails. As a module:
+`create_topic(bootstrap, topic, partitions, config=None)`, `wait_for_leaders(admin, topic, n)`,
+`admin(bootstrap)`.
 """
 
 from __future__ import annotations
 
 import argparse
+import concurrent.futures
+import sys
 import time
 
 from confluent_kafka.admin import AdminClient, NewTopic
@@ -34,7 +41,10 @@ def wait_for_leaders(a: AdminClient, topic: str, partitions: int, timeout_s: flo
 def create_topic(bootstrap: str, topic: str, partitions: int, config: dict[str, str] | None = None) -> None:
     a = admin(bootstrap)
     fut = a.create_topics([NewTopic(topic, partitions, 1, config=config or {})], operation_timeout=TIMEOUT_S)
-    fut[topic].result(timeout=TIMEOUT_S)
+    try:
+        fut[topic].result(timeout=TIMEOUT_S)
+    except concurrent.futures.TimeoutError:
+        raise TimeoutError(f"CreateTopics {topic} got no answer in {TIMEOUT_S:.0f} s") from None
     wait_for_leaders(a, topic, partitions)
 
 
@@ -47,7 +57,11 @@ def main() -> None:
     c.add_argument("--partitions", type=int, default=1)
     c.add_argument("--config", action="append", default=[])
     args = parser.parse_args()
-    create_topic(args.bootstrap, args.topic, args.partitions, dict(kv.split("=", 1) for kv in args.config))
+    try:
+        create_topic(args.bootstrap, args.topic, args.partitions, dict(kv.split("=", 1) for kv in args.config))
+    except Exception as e:
+        print(f"mxadmin: creating {args.topic}: {type(e).__name__}: {e}", file=sys.stderr)
+        sys.exit(1)
 
 
 if __name__ == "__main__":

@@ -74,11 +74,13 @@ class Ctx:
         self.deadline = time.monotonic() + TIMEOUT_S
 
     def topic(self, n: int = 1) -> str:
-        base = f"mx-{self.client}-{self.scenario}-{self.run_id}".replace("_", "-")
+        """`mx-<client>-<scenario>-<RID>`, with `-<n>` for the n-th one (n >= 2)."""
+        base = f"mx-{self.client}-{self.scenario}-{self.run_id}"
         return base if n == 1 else f"{base}-{n}"
 
     def group(self, n: int = 1) -> str:
-        return self.topic(n) + "-group"
+        """The scenario's n-th consumer group: the same name as `topic(n)` (CONTRACT.md)."""
+        return self.topic(n)
 
     def step(self, what: str) -> None:
         self.current_step = what
@@ -113,7 +115,7 @@ def run_scenarios(client: str, version: str, table: dict[str, Callable[[Ctx], di
             except Failed as e:
                 outcome.update(status="fail", reason=f"{e} (step: {ctx.current_step})")
             except Exception as e:  # a library error is a failure of the scenario, with its message
-                outcome.update(status="fail", reason=f"{type(e).__name__}: {e} (step: {ctx.current_step})")
+                outcome.update(status="fail", reason=f"{type(e).__name__}: {str(e) or repr(e)} (step: {ctx.current_step})")
 
         worker = threading.Thread(target=body, daemon=True)
         worker.start()
