@@ -43,10 +43,12 @@ import mxcommon  # noqa: E402  (the scenario list every client program shares)
 import sluice_testlib  # noqa: E402  (needs the path above)
 
 # The clients, in the order of COMPATIBILITY.md's columns: (id, family, build directory).
-# CONTRACT.md lists the ones still to come (Java, rdkafka-rust, franz-go, Sarama, aiokafka).
+# CONTRACT.md lists the ones still to come (Java, rdkafka-rust, aiokafka).
 CLIENTS = [
     ("kcat", "librdkafka", "python"),
     ("confluent-python", "librdkafka", "python"),
+    ("franz-go", "franz-go", "go"),
+    ("sarama", "Sarama", "go"),
     ("kafka-python", "kafka-python", "python"),
     ("kafkajs", "KafkaJS", "node"),
 ]
