@@ -43,8 +43,9 @@ import mxcommon  # noqa: E402  (the scenario list every client program shares)
 import sluice_testlib  # noqa: E402  (needs the path above)
 
 # The clients, in the order of COMPATIBILITY.md's columns: (id, family, build directory).
-# CONTRACT.md lists the ones still to come (Java, aiokafka).
+# CONTRACT.md lists the ones still to come (aiokafka).
 CLIENTS = [
+    ("java", "Java", "java"),
     ("rdkafka-rust", "librdkafka", "rust"),
     ("kcat", "librdkafka", "python"),
     ("confluent-python", "librdkafka", "python"),
