@@ -1,7 +1,8 @@
 //! Partition replication with real processes on loopback: followers copy the leader's batches
 //! byte for byte, acks=all waits for the ISR, min.insync.replicas refuses writes the ISR cannot
-//! hold, a lagging follower leaves the ISR and rejoins after catching up, and killing a leader
-//! loses no acknowledged record. Each test runs its own 3-node cluster; they run one at a time.
+//! hold, a lagging follower leaves the ISR and rejoins after catching up, killing a leader loses
+//! no acknowledged record, and an idempotent producer's retry sent to the new leader is known
+//! there as the duplicate it is. Each test runs its own 3-node cluster; they run one at a time.
 
 #![allow(clippy::expect_used, clippy::unwrap_used, clippy::panic)]
 
@@ -346,4 +347,109 @@ fn a_client_that_asks_a_follower_learns_the_leader_from_the_error() {
     assert_eq!(p.error_code, 6, "a consumer fetching from a follower");
     assert_eq!(p.current_leader.leader_id.0, leader);
     assert!(answer.node_endpoints.iter().any(|e| e.node_id.0 == leader && e.port == leader_port));
+}
+
+/// One raw acks=all Produce (v9) of `batch` to partition 0 of `topic`: (error code, base offset).
+fn produce_batch(client: &mut common::RawClient, topic: &str, batch: &bytes::Bytes) -> (i16, i64) {
+    use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
+    use kafka_protocol::messages::{ProduceRequest, TopicName};
+    use kafka_protocol::protocol::StrBytes;
+    let request = ProduceRequest::default().with_acks(-1).with_timeout_ms(15_000).with_topic_data(vec![
+        TopicProduceData::default()
+            .with_name(TopicName(StrBytes::from_string(topic.to_string())))
+            .with_partition_data(vec![PartitionProduceData::default().with_index(0).with_records(Some(batch.clone()))]),
+    ]);
+    let answer = client.send(&request, 9);
+    let p = &answer.responses[0].partition_responses[0];
+    (p.error_code, p.base_offset)
+}
+
+/// (base offset, last offset) of every batch in a node's copy of `topic`-0.
+fn stored_batches(cluster: &mut Cluster, node: i32, topic: &str) -> Vec<(i64, i64)> {
+    common::segment_batches(&log_bytes(cluster, node, topic, 0))
+        .iter()
+        .map(|b| (b.base_offset, b.base_offset + i64::from(b.last_offset_delta)))
+        .collect()
+}
+
+#[test]
+fn a_batch_retried_after_a_leader_change_is_answered_as_the_duplicate_it_is() {
+    const OUT_OF_ORDER_SEQUENCE_NUMBER: i16 = 45;
+    const NOT_LEADER_OR_FOLLOWER: i16 = 6;
+    let _one = ONE_CLUSTER_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let mut cluster = Cluster::start(3, &[]);
+    let bootstrap = cluster.bootstrap();
+    let topic = "idempotent-failover";
+    create(&bootstrap, topic, 1, &[("min.insync.replicas", "2")]);
+    wait_until("a leader with all three replicas in sync", Duration::from_secs(20), || {
+        partitions(&bootstrap, topic).is_some_and(|m| m[&0].0 > 0 && m[&0].1.len() == 3)
+    });
+    let leader = partitions(&bootstrap, topic).expect("metadata")[&0].0;
+
+    let mut client = common::RawClient::connect(cluster.node(leader));
+    let init = client.send(
+        &kafka_protocol::messages::InitProducerIdRequest::default()
+            .with_transactional_id(None)
+            .with_transaction_timeout_ms(-1),
+        4,
+    );
+    assert_eq!(init.error_code, 0, "InitProducerId");
+    let (producer_id, epoch) = (init.producer_id.0, init.producer_epoch);
+    let first = common::idempotent_batch(producer_id, epoch, 0, &[b"first-0", b"first-1", b"first-2"]);
+    assert_eq!(produce_batch(&mut client, topic, &first), (0, 0), "sequences 0-2 acknowledged by the ISR");
+    // acks=all with the three in the ISR: every replica holds the batch, producer ids and all.
+    for node in 1..=3 {
+        wait_until(&format!("node {node} holds the batch"), Duration::from_secs(20), || {
+            stored_batches(&mut cluster, node, topic) == [(0, 2)]
+        });
+    }
+
+    // The acknowledgement is lost, the leader dies, and the producer retries with the new leader.
+    cluster.node(leader).kill9();
+    let killed = Instant::now();
+    let live = cluster.live_bootstrap();
+    let mut new_leader = -1;
+    wait_until("a new leader from the ISR", Duration::from_secs(30), || {
+        new_leader = partitions(&live, topic).map_or(-1, |m| m[&0].0);
+        new_leader > 0 && new_leader != leader
+    });
+    println!("leader {leader} killed; node {new_leader} leads after {:?}", killed.elapsed());
+    let mut client = common::RawClient::connect(cluster.node(new_leader));
+    let mut not_leader = 0;
+    let retried = loop {
+        // As a producer does: NOT_LEADER_OR_FOLLOWER until the new leader has taken over.
+        let answer = produce_batch(&mut client, topic, &first);
+        if answer.0 != NOT_LEADER_OR_FOLLOWER || killed.elapsed() > Duration::from_secs(30) {
+            break answer;
+        }
+        not_leader += 1;
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    println!(
+        "retry answered {retried:?} after {not_leader} NOT_LEADER_OR_FOLLOWER, {:?} after the kill",
+        killed.elapsed()
+    );
+    assert_eq!(retried, (0, 0), "the retry is the duplicate of the batch at offset 0, not a new write");
+
+    let second = common::idempotent_batch(producer_id, epoch, 3, &[b"second-0"]);
+    assert_eq!(produce_batch(&mut client, topic, &second), (0, 3), "sequence 3 follows at the next offset");
+    assert_eq!(produce_batch(&mut client, topic, &second), (0, 3), "its retry is a duplicate too");
+    assert_eq!(produce_batch(&mut client, topic, &first), (0, 0), "and so is the first one's, still");
+    let gap = common::idempotent_batch(producer_id, epoch, 6, &[b"gap"]);
+    assert_eq!(produce_batch(&mut client, topic, &gap).0, OUT_OF_ORDER_SEQUENCE_NUMBER, "sequences 4-5 are missing");
+
+    let read = read_back(&live, topic, 1);
+    let values: Vec<(i64, &str)> = read.iter().map(|((_, o), v)| (*o, v.as_str())).collect();
+    assert_eq!(values, [(0, "first-0"), (1, "first-1"), (2, "first-2"), (3, "second-0")], "each batch once");
+    for node in (1..=3).filter(|n| *n != leader) {
+        wait_until(&format!("node {node} holds each batch once"), Duration::from_secs(20), || {
+            stored_batches(&mut cluster, node, topic) == [(0, 2), (3, 3)]
+        });
+    }
+
+    // The old leader comes back as a follower and converges on the same two batches.
+    cluster.node(leader).restart();
+    wait_until(&format!("node {leader} holds each batch once"), Duration::from_secs(30), || {
+        stored_batches(&mut cluster, leader, topic) == [(0, 2), (3, 3)]
+    });
 }

@@ -1,9 +1,11 @@
-"""A cluster of combined sluice nodes, each in its own network namespace, for fault tests that cut
-network paths (root only: it creates namespaces, a bridge and veth pairs with iproute2).
+"""A cluster of sluice nodes, each in its own network namespace, for fault tests that cut network
+paths (root only: it creates namespaces, a bridge and veth pairs with iproute2).
 
-Node i listens on 10.<net>.<sub>.i (client port 9092, controller port 9093) inside namespace
-`<tag>n<i>`; the namespaces hang off one bridge whose address (.254) is where the test's clients
-connect from. `cut(i)` blackholes the routes between node i and every other node in both
+Every node is a combined broker and controller, or, with `controllers=C` (as `scripts/cluster up N
+--controllers C`), nodes 1..C are controller-only voters and C+1..N broker-only nodes. Node i
+listens on 10.<net>.<sub>.i (client port 9092, controller port 9093, as its roles need) inside
+namespace `<tag>n<i>`; the namespaces hang off one bridge whose address (.254) is where the test's
+clients connect from. `cut(i)` blackholes the routes between node i and every other node in both
 directions, so the others stop hearing from it (and it from them) while clients still reach it:
 the Jepsen partition where a leader is cut off from its followers and the controllers.
 """
@@ -36,10 +38,19 @@ def available() -> bool:
 
 
 class NetnsCluster:
-    def __init__(self, root: Path, binary: Path, nodes: int = 3, settings: list[str] | None = None):
+    def __init__(
+        self,
+        root: Path,
+        binary: Path,
+        nodes: int = 3,
+        settings: list[str] | None = None,
+        controllers: int | None = None,
+    ):
         self.root = root
         self.binary = binary
         self.count = nodes
+        assert controllers is None or 0 < controllers < nodes, "controller-only nodes need broker nodes after them"
+        self.controllers = controllers
         self.settings = settings or []
         self.tag = f"sl{random.randrange(16**4):04x}"
         self.subnet = f"10.{random.randrange(200, 250)}.{random.randrange(1, 250)}"
@@ -62,6 +73,14 @@ class NetnsCluster:
     def ids(self):
         return range(1, self.count + 1)
 
+    def roles(self, i: int) -> str:
+        if self.controllers is None:
+            return "broker,controller"
+        return "controller" if i <= self.controllers else "broker"
+
+    def brokers(self) -> list[int]:
+        return [i for i in self.ids() if "broker" in self.roles(i)]
+
     def ns(self, i: int) -> str:
         return f"{self.tag}n{i}"
 
@@ -69,7 +88,7 @@ class NetnsCluster:
         return f"{self.subnet}.{i}"
 
     def bootstrap(self, nodes=None) -> str:
-        return ",".join(f"{self.address(i)}:9092" for i in (nodes or self.ids()))
+        return ",".join(f"{self.address(i)}:9092" for i in (nodes or self.brokers()))
 
     def log(self, i: int) -> Path:
         return self.root / f"node-{i}.log"
@@ -77,14 +96,19 @@ class NetnsCluster:
     def start(self, i: int, timeout_s: float = 60) -> None:
         if i in self.procs and self.procs[i].poll() is None:
             return
-        voters = ",".join(f"{j}@{self.address(j)}:9093" for j in self.ids())
+        voters = ",".join(f"{j}@{self.address(j)}:9093" for j in self.ids() if "controller" in self.roles(j))
+        listeners = {
+            "broker": f"PLAINTEXT://{self.address(i)}:9092",
+            "controller": f"CONTROLLER://{self.address(i)}:9093",
+        }
         log = self.log(i)
         offset = log.stat().st_size if log.exists() else 0
         args = [
             "ip", "netns", "exec", self.ns(i), str(self.binary),
             "--node-id", str(i),
             "--data-dir", str(self.root / f"data-{i}"),
-            "--listeners", f"PLAINTEXT://{self.address(i)}:9092,CONTROLLER://{self.address(i)}:9093",
+            "--process-roles", self.roles(i),
+            "--listeners", ",".join(listeners[role] for role in self.roles(i).split(",")),
             "--controller-quorum", voters,
             *self.settings,
         ]

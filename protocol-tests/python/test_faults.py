@@ -1,4 +1,5 @@
-"""A queue checker in the style of Jepsen's Kafka tests, against a 3-node cluster (scripts/cluster).
+"""A queue checker in the style of Jepsen's Kafka tests, against 3 combined nodes, each in its own
+network namespace (netns_cluster.py), and Jepsen's 2013 Kafka scenario on split roles.
 
 Every written value is unique. Idempotent acks=all producers record what was acknowledged and at
 which offset; a consumer group records everything it reads. Meanwhile a seeded fault schedule
@@ -14,6 +15,10 @@ every partition is drained from offset 0, and the checker reports:
 
 It must report zero of each. `SLUICE_FAULT_SEED=<seed>` replays a fault schedule (the faults,
 not the timing of the clients). The checker needs root (network namespaces), as CI runs.
+
+The 2013 scenario (a lone in-sync leader cut off, stale followers back) runs on 3 controller-only
+nodes and 3 brokers: in namespaces as root; without root, on scripts/cluster with the leader
+killed instead of cut off.
 """
 
 from __future__ import annotations
@@ -42,9 +47,6 @@ SETTINGS = [
     "--set", "controller.quorum.election.timeout.ms=500",
     "--set", f"replica.lag.time.max.ms={LAG_MAX_MS}",
 ]
-
-
-cluster = scripts_cluster
 
 
 def leaders(bootstrap, topic):
@@ -157,14 +159,14 @@ def consume_loop(bootstrap, topic, group, history, stop):
     consumer.close()
 
 
-def drain(bootstrap, topic):
+def drain(bootstrap, topic, partitions=PARTITIONS):
     """Every (partition, offset) -> value of the healed log, from offset 0 to the high watermark."""
     consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": unique_topic("drain"), "enable.auto.commit": False})
-    highs = {p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=30)[1] for p in range(PARTITIONS)}
-    consumer.assign([TopicPartition(topic, p, 0) for p in range(PARTITIONS)])
+    highs = {p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=30)[1] for p in range(partitions)}
+    consumer.assign([TopicPartition(topic, p, 0) for p in range(partitions)])
     log = {}
     deadline = time.time() + 120
-    while any(sum(1 for (p, _) in log if p == q) < highs[q] for q in range(PARTITIONS)):
+    while any(sum(1 for (p, _) in log if p == q) < highs[q] for q in range(partitions)):
         assert time.time() < deadline, f"drain stuck: {len(log)} read, high watermarks {highs}"
         m = consumer.poll(0.5)
         if m is None:
@@ -321,70 +323,177 @@ def test_no_acknowledged_write_is_lost_under_kills_pauses_cuts_and_restarts(netn
     assert not order, f"seed {seed}: order violations {order[:5]}"
 
 
-def test_a_stale_replica_never_takes_over_from_a_lone_leader(tmp_path):
-    """Jepsen 2013: the ISR shrinks to the leader alone, which keeps acknowledging writes; then the
-    leader goes away. A stale follower must not be elected (that would erase those writes): the
-    partition waits for the leader, and every acknowledged write is there when it returns.
+class ScriptsCluster:
+    """`scripts/cluster` on loopback behind the NetnsCluster methods the 2013 scenario uses, for
+    runs without root: its nodes can be paused and killed, not cut off."""
 
-    Three controller-only nodes (1-3) and three brokers (4-6), so that pausing brokers never takes
-    the metadata quorum's majority with it."""
-    env = dict(os.environ, SLUICE_CLUSTER_DIR=str(tmp_path / "cluster"), SLUICE_BIN=str(sluice_bin()))
-    # Sessions outlive the pauses, so the followers leave the ISR by lag, not by fencing.
-    session_ms = 8000
-    settings = [*SETTINGS, "--set", f"broker.session.timeout.ms={session_ms}"]
-    up = cluster(env, "up", "6", "--controllers", "3", "--", *settings)
-    bootstrap = up.stdout.strip().splitlines()[-1].removeprefix("BOOTSTRAP=")
-    brokers = (4, 5, 6)
+    def __init__(self, root, nodes, settings, controllers):
+        self.env = dict(os.environ, SLUICE_CLUSTER_DIR=str(root / "cluster"), SLUICE_BIN=str(sluice_bin()))
+        self.args = [str(nodes), "--controllers", str(controllers), "--", *settings]
+        self.addresses = {}
+        self.first_broker = controllers + 1
+
+    def start_all(self):
+        up = scripts_cluster(self.env, "up", *self.args)
+        listed = up.stdout.strip().splitlines()[-1].removeprefix("BOOTSTRAP=").split(",")
+        self.addresses = {self.first_broker + k: address for k, address in enumerate(listed)}
+
+    def brokers(self):
+        return list(self.addresses)
+
+    def bootstrap(self, nodes=None):
+        return ",".join(self.addresses[i] for i in (nodes or self.brokers()))
+
+    def pause(self, i):
+        scripts_cluster(self.env, "pause", str(i))
+
+    def resume(self, i):
+        scripts_cluster(self.env, "resume", str(i))
+
+    def kill(self, i):
+        scripts_cluster(self.env, "kill", str(i))
+
+    def start(self, i):
+        scripts_cluster(self.env, "start", str(i))
+
+    def close(self):
+        scripts_cluster(self.env, "down", "--clean", check=False)
+
+
+# Sessions outlive the pauses of the 2013 scenario, so followers leave the ISR by lag, not fencing.
+SPLIT_SESSION_MS = 8000
+
+
+@pytest.fixture
+def split_nodes(tmp_path):
+    """Three controller-only nodes (1-3) and three brokers (4-6), so that pausing brokers never takes
+    the metadata quorum's majority with it: each in its own network namespace when run as root (a
+    node can be cut off), else on loopback through scripts/cluster (a node can only be killed)."""
+    settings = [*SETTINGS, "--set", f"broker.session.timeout.ms={SPLIT_SESSION_MS}"]
+    if netns_cluster.available():
+        nodes = netns_cluster.NetnsCluster(tmp_path, sluice_bin(), 6, settings, controllers=3)
+    else:
+        nodes = ScriptsCluster(tmp_path, 6, settings, controllers=3)
     try:
-        topic = unique_topic("stale")
-        admin = AdminClient({"bootstrap.servers": bootstrap})
-        for f in admin.create_topics([NewTopic(topic, num_partitions=1, replication_factor=3)]).values():
-            f.result(timeout=30)
-        leader = wait_for("a leader", lambda: leaders(bootstrap, topic).get(0, (0,))[0], 20)
-        followers = [n for n in brokers if n != leader]
-        producer = Producer({"bootstrap.servers": bootstrap, "acks": "all", "message.timeout.ms": 30000})
-        acked = []
-
-        def delivered(err, msg):
-            if err is None:
-                acked.append(msg.value().decode())
-
-        for i in range(100):
-            producer.produce(topic, value=f"all-three-{i}".encode(), on_delivery=delivered)
-        assert producer.flush(30) == 0
-
-        for f in followers:
-            cluster(env, "pause", str(f))
-        wait_for("the ISR shrinks to the leader alone", lambda: leaders(bootstrap, topic).get(0, (0, []))[1] == [leader], 20)
-        for i in range(100):
-            producer.produce(topic, value=f"leader-alone-{i}".encode(), on_delivery=delivered)
-        assert producer.flush(30) == 0
-        assert len(acked) == 200, "acks=all with the leader as the whole ISR (min.insync.replicas=1)"
-
-        # The leader dies; the stale followers come back.
-        cluster(env, "kill", str(leader))
-        for f in followers:
-            cluster(env, "resume", str(f))
-        live = ",".join(b for i, b in enumerate(bootstrap.split(","), start=brokers[0]) if i != leader)
-        # Past the session timeout the dead leader is fenced; the partition must stay leaderless.
-        time.sleep(session_ms / 1000 + 3)
-        state = leaders(live, topic).get(0)
-        print(f"leader {leader} killed with ISR [{leader}]; after its session expired: {state}", flush=True)
-        assert state is not None and state[0] not in followers, f"a stale replica was elected: {state}"
-
-        cluster(env, "start", str(leader))
-        wait_for("the old leader leads again", lambda: leaders(bootstrap, topic).get(0, (0,))[0] == leader, 30)
-        consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": unique_topic("d"), "enable.auto.commit": False})
-        consumer.assign([TopicPartition(topic, 0, 0)])
-        read = []
-        deadline = time.time() + 30
-        while len(read) < 200 and time.time() < deadline:
-            m = consumer.poll(0.5)
-            if m is not None and m.error() is None:
-                read.append(m.value().decode())
-        consumer.close()
-        missing = sorted(set(acked) - set(read))
-        assert not missing, f"acknowledged writes erased: {missing[:5]} ({len(missing)} in all)"
-        assert len(read) == len(set(read)) == 200, f"read {len(read)} values, {len(set(read))} distinct"
+        nodes.start_all()
+        yield nodes
     finally:
-        cluster(env, "down", "--clean", check=False)
+        nodes.close()
+
+
+def write(bootstrap, topic, history, name, count, timeout_ms=30000, during=None):
+    """Sends `name:0:<i>` for i < count to partition 0 with acks=all and waits for every answer,
+    calling `during()` meanwhile; records acknowledgements in `history` and returns their number."""
+    producer = Producer({"bootstrap.servers": bootstrap, "acks": "all", "message.timeout.ms": timeout_ms})
+    acked = []
+
+    def delivered(err, msg):
+        if err is None:
+            acked.append(msg.offset())
+            history.ack(msg.value().decode(), msg.partition(), msg.offset())
+
+    for i in range(count):
+        producer.produce(topic, value=f"{name}:0:{i}".encode(), partition=0, on_delivery=delivered)
+    with history.lock:
+        history.attempted += count
+    deadline = time.time() + timeout_ms / 1000 + 10
+    while producer.flush(0.5) > 0:
+        assert time.time() < deadline, f"{name}: no answer for some writes after {timeout_ms} ms"
+        if during is not None:
+            during()
+    return len(acked)
+
+
+def test_a_stale_replica_never_takes_over_from_a_lone_leader(split_nodes):
+    """Jepsen 2013: the ISR shrinks to the leader alone, which keeps acknowledging writes; then the
+    leader is cut off from every other node (as root; else it is killed) and the stale followers
+    come back. No follower may be elected (that would erase those writes): the partition stays
+    leaderless with the old leader as its ISR, and writes through the followers are not
+    acknowledged. The cut-off leader does not know it was fenced and, as Kafka's would with
+    min.insync.replicas=1, goes on acknowledging acks=all writes alone. Once the cut heals it leads
+    again, and every acknowledged write is in the log, at its offset, once."""
+    nodes = split_nodes
+    cut = isinstance(nodes, netns_cluster.NetnsCluster)
+    bootstrap = nodes.bootstrap()
+    topic = unique_topic("stale")
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    # min.insync.replicas keeps its default, 1: the leader alone may acknowledge acks=all writes.
+    for f in admin.create_topics([NewTopic(topic, num_partitions=1, replication_factor=3)]).values():
+        f.result(timeout=30)
+    leader = wait_for("a leader", lambda: leaders(bootstrap, topic).get(0, (0,))[0], 20)
+    followers = [n for n in nodes.brokers() if n != leader]
+    at_leader, at_followers = nodes.bootstrap([leader]), nodes.bootstrap(followers)
+    history = History()
+    assert write(bootstrap, topic, history, "all-three", 100) == 100
+
+    for f in followers:
+        nodes.pause(f)
+    wait_for(
+        "the ISR shrinks to the leader alone", lambda: leaders(at_leader, topic).get(0, (0, []))[1] == [leader], 20
+    )
+    assert write(at_leader, topic, history, "leader-alone", 100) == 100, "acks=all with the leader as the whole ISR"
+
+    # The leader goes away, from the controllers too; the stale followers come back.
+    if cut:
+        nodes.cut(leader)
+    else:
+        nodes.kill(leader)
+    gone = time.time()
+    for f in followers:
+        nodes.resume(f)
+    cut_acked = write(at_leader, topic, history, "cut-before-fence", 50) if cut else 0
+    fenced = (-1, [leader])
+    wait_for(
+        "the controllers fence the lost leader: the partition is leaderless, its ISR the lost leader",
+        lambda: leaders(at_followers, topic).get(0) == fenced,
+        SPLIT_SESSION_MS / 1000 + 15,
+    )
+    fenced_after_s = time.time() - gone
+    # Fenced, but it cannot hear it: it still leads as far as it knows.
+    cut_acked += write(at_leader, topic, history, "cut-after-fence", 50) if cut else 0
+    states = []
+    via_followers = write(
+        at_followers, topic, history, "via-follower", 20, timeout_ms=5000,
+        during=lambda: states.append(leaders(at_followers, topic).get(0)),
+    )
+    states.append(leaders(at_followers, topic).get(0))
+    changed = [s for s in states if s is not None and s != fenced]
+    print(
+        f"leader {leader} {f'cut off, acknowledging {cut_acked} writes alone' if cut else 'killed'}, with ISR "
+        f"[{leader}]; fenced after {fenced_after_s:.1f}s; {len(states)} samples through the followers "
+        f"{sorted({str(s) for s in states})}; {via_followers} of 20 writes through the followers acknowledged",
+        flush=True,
+    )
+    assert not changed, f"a stale follower was elected, or the ISR changed: {changed}"
+    assert via_followers == 0, "a write through the followers was acknowledged with no leader"
+    if cut:
+        assert cut_acked == 100, "a leader cut off with ISR [itself] and min.insync.replicas=1 acknowledges alone"
+
+    healed = time.time()
+    if cut:
+        nodes.heal_network()
+    else:
+        nodes.start(leader)
+    # Asked of the followers: the old leader's own metadata is stale until it hears the controllers.
+    wait_for("the old leader leads again", lambda: leaders(at_followers, topic).get(0, (0,))[0] == leader, 30)
+    back_after_s = time.time() - healed
+    wait_for(
+        "the followers catch up and rejoin the ISR",
+        lambda: len(leaders(at_followers, topic).get(0, (0, []))[1]) == 3,
+        30,
+    )
+    in_sync_after_s = time.time() - healed
+    log, highs = drain(bootstrap, topic, partitions=1)
+    lost, duplicated, _, order = check(history, log)
+    strays = sorted(v for v in log.values() if v.startswith("via-follower"))
+    print(
+        f"healed: leader {leader} again after {back_after_s:.1f}s, full ISR after {in_sync_after_s:.1f}s; "
+        f"{len(history.acked)} acknowledged, {len(log)} in the log (high watermark {highs[0]}); lost {len(lost)}, "
+        f"duplicated {len(duplicated)}, order violations {len(order)}, unacknowledged follower writes {len(strays)}",
+        flush=True,
+    )
+    assert len(history.acked) == 200 + cut_acked
+    assert not lost, f"acknowledged writes erased or moved: {lost[:5]} ({len(lost)} in all)"
+    assert not duplicated, f"written twice: {duplicated[:5]}"
+    assert not order, f"out of order: {order[:5]}"
+    assert not strays, f"writes through the followers were never acknowledged, yet are in the log: {strays[:5]}"

@@ -428,6 +428,13 @@ impl RawClient {
 
 /// Encodes `values` as one uncompressed v2 record batch (keys are the values' indexes).
 pub fn record_batch(values: &[&[u8]]) -> bytes::Bytes {
+    idempotent_batch(-1, -1, 0, values)
+}
+
+/// Encodes `values` as one uncompressed v2 record batch of producer `producer_id` in
+/// `producer_epoch` whose first record has sequence `base_sequence` (producer id -1: a batch
+/// without a producer, whose sequences the broker ignores). Keys are the values' indexes.
+pub fn idempotent_batch(producer_id: i64, producer_epoch: i16, base_sequence: i32, values: &[&[u8]]) -> bytes::Bytes {
     use kafka_protocol::records::{Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType};
     let records: Vec<Record> = values
         .iter()
@@ -436,13 +443,13 @@ pub fn record_batch(values: &[&[u8]]) -> bytes::Bytes {
             transactional: false,
             control: false,
             partition_leader_epoch: 0,
-            producer_id: -1,
-            producer_epoch: -1,
+            producer_id,
+            producer_epoch,
             timestamp_type: TimestampType::Creation,
             offset: i as i64,
             // kafka-protocol starts a new batch whenever offset - sequence changes; keeping them
-            // in step makes all values one batch. With producer id -1 the broker ignores it.
-            sequence: i as i32,
+            // in step makes all values one batch, its base sequence the first record's.
+            sequence: base_sequence.wrapping_add(i as i32),
             timestamp: 1_700_000_000_000 + i as i64,
             key: Some(bytes::Bytes::from(i.to_string())),
             value: Some(bytes::Bytes::copy_from_slice(v)),
