@@ -279,7 +279,7 @@ def latency_phase(broker: Broker, fig: Figures, rate: int, seconds: int) -> None
 
 
 def ratio(a: float, b: float) -> str:
-    return f"{a / b:.2f}" if b else "-"
+    return f"{a / b:.3g}" if b else "-"
 
 
 def write_report(out: Path, figs: list[Figures], args, commands: list[str], chart: Optional[Path]) -> None:
