@@ -299,21 +299,7 @@ func keyedPartitioning(ctx *mx.Ctx) *mx.Obs {
 		}
 	}
 	ctx.Step("read every partition")
-	perPartition := map[int32]int{}
-	for _, p := range rounds[0] {
-		perPartition[p] += 2
-	}
-	found := map[string][]int32{}
-	read := 0
-	for p := int32(0); p < 6; p++ {
-		if perPartition[p] == 0 {
-			continue
-		}
-		for _, r := range readPartition(ctx, topic, p, perPartition[p]) {
-			found[string(r.Key)] = append(found[string(r.Key)], p)
-			read++
-		}
-	}
+	found, read := mx.ReadKeyed(rounds[0], func(p int32, n int) []mx.Record { return readPartition(ctx, topic, p, n) })
 	return mx.CheckKeyed(keys, rounds[0], rounds[1], found, read)
 }
 

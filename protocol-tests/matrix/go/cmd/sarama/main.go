@@ -350,21 +350,7 @@ func keyedPartitioning(ctx *mx.Ctx) *mx.Obs {
 		}
 	}
 	ctx.Step("read every partition")
-	perPartition := map[int32]int{}
-	for _, part := range rounds[0] {
-		perPartition[part] += 2
-	}
-	found := map[string][]int32{}
-	read := 0
-	for part := int32(0); part < 6; part++ {
-		if perPartition[part] == 0 {
-			continue
-		}
-		for _, r := range readPartition(ctx, topic, part, perPartition[part]) {
-			found[string(r.Key)] = append(found[string(r.Key)], part)
-			read++
-		}
-	}
+	found, read := mx.ReadKeyed(rounds[0], func(p int32, n int) []mx.Record { return readPartition(ctx, topic, p, n) })
 	return mx.CheckKeyed(keys, rounds[0], rounds[1], found, read)
 }
 

@@ -110,6 +110,25 @@ func KeyedKeys() []string {
 	return keys
 }
 
+// ReadKeyed reads back keyed_partitioning's records: from each partition that round1 (key ->
+// reported partition) names, two records per key reported there (read(p, n) reads n records of
+// partition p). It returns, per key, the partitions its records were read from, and the count read.
+func ReadKeyed(round1 map[string]int32, read func(p int32, n int) []Record) (map[string][]int32, int) {
+	perPartition := map[int32]int{}
+	for _, p := range round1 {
+		perPartition[p] += 2
+	}
+	found := map[string][]int32{}
+	total := 0
+	for p, n := range perPartition {
+		for _, r := range read(p, n) {
+			found[string(r.Key)] = append(found[string(r.Key)], p)
+			total++
+		}
+	}
+	return found, total
+}
+
 // CheckKeyed checks keyed_partitioning: each key's two sends went to one partition (per the
 // delivery reports round1, round2) and reading every partition found the key's two records in
 // that partition and nowhere else (found: key -> partitions it was read from, one per record).
