@@ -43,7 +43,6 @@ import mxcommon  # noqa: E402  (the scenario list every client program shares)
 import sluice_testlib  # noqa: E402  (needs the path above)
 
 # The clients, in the order of COMPATIBILITY.md's columns: (id, family, build directory).
-# CONTRACT.md lists the ones still to come (aiokafka).
 CLIENTS = [
     ("java", "Java", "java"),
     ("rdkafka-rust", "librdkafka", "rust"),
@@ -52,6 +51,7 @@ CLIENTS = [
     ("franz-go", "franz-go", "go"),
     ("sarama", "Sarama", "go"),
     ("kafka-python", "kafka-python", "python"),
+    ("aiokafka", "aiokafka", "python"),
     ("kafkajs", "KafkaJS", "node"),
 ]
 SCENARIOS = mxcommon.SCENARIOS
@@ -147,6 +147,14 @@ def client_bin(client: str) -> Path:
 def build(clients: list[str]) -> dict[str, str]:
     """Runs each needed build script once; returns client -> error for those that failed."""
     errors = {}
+    # The toolchains first (JDK + Maven, Go, Node.js, the Python venv, kcat): a family whose
+    # toolchain is missing is installed here, not skipped. Idempotent and quick when all is there.
+    log("setup-test-deps (installs missing toolchains)")
+    setup = subprocess.run([str(REPO / "scripts" / "setup-test-deps")], stdin=subprocess.DEVNULL,
+                           capture_output=True, text=True)
+    if setup.returncode != 0:
+        tail = "\n".join((setup.stdout + setup.stderr).splitlines()[-30:])
+        log(f"setup-test-deps FAILED (exit {setup.returncode}):\n{tail}")
     dirs: dict[str, list[str]] = {}
     for cid, _family, bdir in CLIENTS:
         if cid in clients:

@@ -378,17 +378,20 @@ def member(args) -> None:
     done = stdin_closed_event()
     c = KafkaConsumer(bootstrap_servers=args.bootstrap, group_id=args.group, enable_auto_commit=False,
                       auto_offset_reset="earliest", partition_assignment_strategy=[RoundRobinPartitionAssignor])
-    assigned: set[int] = set()
+    last: list = [None]
+
+    def report(parts) -> None:
+        now = sorted(tp.partition for tp in parts)
+        if now != last[0]:
+            last[0] = now
+            emit({"event": "assigned", "partitions": now})
 
     class Listener(ConsumerRebalanceListener):
         def on_partitions_revoked(self, revoked):
-            assigned.difference_update(tp.partition for tp in revoked)
-            emit({"event": "assigned", "partitions": sorted(assigned)})
+            report(c.assignment() - set(revoked))
 
-        def on_partitions_assigned(self, parts):
-            assigned.clear()
-            assigned.update(tp.partition for tp in parts)
-            emit({"event": "assigned", "partitions": sorted(assigned)})
+        def on_partitions_assigned(self, assigned):
+            report(assigned)
 
     c.subscribe([args.topic], listener=Listener())
     while not done.is_set():
@@ -396,7 +399,8 @@ def member(args) -> None:
         if batch:
             c.commit()
             for r in batch:
-                emit({"event": "record", "partition": r.partition, "offset": r.offset, "value": r.value.decode()})
+                emit({"event": "record", "partition": r.partition, "offset": r.offset,
+                      "value": None if r.value is None else r.value.decode("utf-8", "replace")})
     c.close()
     emit({"event": "closed"})
 
