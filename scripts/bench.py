@@ -4,7 +4,8 @@ Each broker runs alone (started fresh, stopped before the next), with the same l
 (broker/examples/load.rs, librdkafka) and then Kafka's own perf tools:
 
 1. producer throughput, 1 KiB records, acks=1 and acks=all, 1 and 8 partitions;
-2. end-to-end latency p50/p99/p99.9 at a fixed rate, half the slower broker's acks=1 maximum;
+2. end-to-end latency p50/p99/p99.9 at a fixed rate per acks mode: half the slower broker's
+   single-partition maximum for that acks mode;
 3. consumer throughput from a cold start (a new consumer process) of a filled topic;
 4. broker CPU-seconds per GB moved, peak RSS, idle RSS, time from start to first produce;
 5. Sluice durable (its default, fsync before acknowledging) and Sluice without fsync (Kafka's
@@ -105,7 +106,11 @@ class SluiceBroker(Broker):
         self.port = free_port()
         data = self.workdir / f"{self.name}-data-{time.monotonic_ns()}"
         cmd = [str(SLUICE), "--data-dir", str(data),
-               "--listeners", f"PLAINTEXT://{self.bootstrap},CONTROLLER://127.0.0.1:{free_port()}"]
+               "--listeners", f"PLAINTEXT://{self.bootstrap},CONTROLLER://127.0.0.1:{free_port()}",
+               # As the reference Kafka runs (its shipped server.properties): no 3 s wait for more
+               # members before a new group's first rebalance, which kafka-consumer-perf-test's
+               # group would otherwise spend on Sluice alone.
+               "--set", "group.initial.rebalance.delay.ms=0"]
         if not self.fsync:
             cmd += ["--set", f"log.flush.interval.messages={NO_FSYNC}"]
         log = open(self.workdir / f"{self.name}.log", "ab")
@@ -253,18 +258,21 @@ def perf_tools(broker: Broker, records: int) -> dict:
     rows = [r for r in cons.stdout.splitlines() if r and r[0].isdigit()]
     if cons.returncode == 0 and rows:
         cols = [c.strip() for c in rows[-1].split(",")]
-        result["consumer"] = {"mb_per_s": float(cols[3]), "records_per_s": float(cols[5])}
+        # ..., rebalance.time.ms, fetch.time.ms, fetch.MB.sec, fetch.nMsg.sec
+        result["consumer"] = {"mb_per_s": float(cols[3]), "records_per_s": float(cols[5]),
+                              "rebalance_ms": float(cols[6]), "fetch_records_per_s": float(cols[9])}
     else:
         result["consumer"] = {"error": (cons.stderr or cons.stdout).strip()[-300:]}
     progress(f"{broker.label}: perf tools: {json.dumps(result)}")
     return result
 
 
-def latency_phase(broker: Broker, fig: Figures, rate: int, seconds: int) -> None:
+def latency_phase(broker: Broker, fig: Figures, rates: dict[str, int], seconds: int) -> None:
     broker.start()
     try:
         load("first-produce", "--bootstrap", broker.bootstrap, "--topic", "warmup", timeout=120)
         for acks in ("1", "all"):
+            rate = rates[acks]
             r = load("latency", "--bootstrap", broker.bootstrap, "--topic", f"latency-{acks}", "--rate", str(rate),
                      "--seconds", str(seconds), "--acks", acks)
             fig.latency[f"acks={acks}"] = {"rate": rate, "p50": float(r["latency_ms_p50"]),
@@ -296,6 +304,9 @@ def write_report(out: Path, figs: list[Figures], args, commands: list[str], char
              "- Versions: " + "; ".join(f"{f.label}: {f.version}" for f in figs),
              f"- Client: librdkafka via the rdkafka crate (broker/examples/load.rs), 1 KiB records, "
              f"{args.records:,} records per throughput run, linger.ms=5; acks=all runs use the idempotent producer",
+             "- Settings: Kafka as `scripts/kafka-reference` runs it (Kafka 4's shipped server.properties for "
+             "one combined node); Sluice with its defaults plus group.initial.rebalance.delay.ms=0, as in that "
+             "file (Kafka's and Sluice's built-in default is 3000 ms)",
              f"- Mode: {'short (CI smoke run, figures meaningless)' if args.short else 'full'}", ""]
     if chart:
         lines += [f"![throughput and latency]({chart.name})", ""]
@@ -320,8 +331,9 @@ def write_report(out: Path, figs: list[Figures], args, commands: list[str], char
     table("run", [(k, (lambda f, k=k: f.produce.get(k, {}).get("records_per_s")), "{:,.0f}") for k in keys])
     table("run (MB/s)", [(k, (lambda f, k=k: f.produce.get(k, {}).get("mb_per_s")), "{:.1f}") for k in keys])
     lines += ["## End-to-end latency at a fixed rate (ms, produce to consume)", "",
-              f"Rate: {figs[0].latency.get('acks=1', {}).get('rate', 0):,} records/s, half the slower broker's "
-              "acks=1 single-partition maximum above.", ""]
+              f"Rate: {figs[0].latency.get('acks=1', {}).get('rate', 0):,} records/s for acks=1 and "
+              f"{figs[0].latency.get('acks=all', {}).get('rate', 0):,} for acks=all: half the slower broker's "
+              "single-partition maximum for that acks mode above.", ""]
     rows = []
     for acks in ("acks=1", "acks=all"):
         for q in ("p50", "p99", "p999"):
@@ -343,8 +355,12 @@ def write_report(out: Path, figs: list[Figures], args, commands: list[str], char
             ("producer-perf-test acks=1 (records/s)",
              lambda f: f.perf_tools.get("producer", {}).get("records_per_s"), "{:,.0f}"),
             ("producer-perf-test p99 (ms)", lambda f: f.perf_tools.get("producer", {}).get("p99_ms"), "{:.0f}"),
-            ("consumer-perf-test (records/s)",
+            ("consumer-perf-test incl. group join (records/s)",
              lambda f: f.perf_tools.get("consumer", {}).get("records_per_s"), "{:,.0f}"),
+            ("consumer-perf-test fetching only (records/s)",
+             lambda f: f.perf_tools.get("consumer", {}).get("fetch_records_per_s"), "{:,.0f}"),
+            ("consumer-perf-test group join (ms)",
+             lambda f: f.perf_tools.get("consumer", {}).get("rebalance_ms"), "{:,.0f}"),
         ])
         for f in figs:
             for tool, r in f.perf_tools.items():
@@ -416,14 +432,20 @@ def main() -> int:
     perf_records = 0 if args.no_perf_tools else (2000 if args.short else 100_000)
     progress(f"{len(brokers)} brokers, {args.records:,} records per produce run, logs in {workdir}")
     figs = [throughput_phase(b, args.records, runs, perf_records) for b in brokers]
-    slowest = min(f.produce["acks=1 p=1"]["records_per_s"] for f in figs)
-    rate = max(100, int(slowest / 2 / 100) * 100)
-    if args.short:
-        rate = min(rate, 2000)
-    progress(f"latency phase at {rate:,} records/s for {args.latency_seconds} s per run")
+    # Each acks mode at half the slower broker's single-partition maximum for that mode, so that
+    # neither broker runs saturated (a saturated run measures its queue, not its latency).
+    rates = {}
+    for acks in ("1", "all"):
+        slowest = min(f.produce[f"acks={acks} p=1"]["records_per_s"] for f in figs)
+        rates[acks] = max(100, int(slowest / 2 / 100) * 100)
+        if args.short:
+            rates[acks] = min(rates[acks], 2000)
+    progress(f"latency phase at {rates['1']:,} (acks=1) and {rates['all']:,} (acks=all) records/s, "
+             f"{args.latency_seconds} s per run")
     for b, f in zip(brokers, figs):
-        latency_phase(b, f, rate, args.latency_seconds)
+        latency_phase(b, f, rates, args.latency_seconds)
     out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
     chart = write_chart(out.with_suffix(".png"), figs)
     cmd = "scripts/bench" + (" --short" if args.short else "") + \
         (f" --records {args.records}" if not args.short and args.records != 300_000 else "")
