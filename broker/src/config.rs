@@ -247,7 +247,7 @@ pub fn broker_default(name: &str) -> Option<&'static str> {
     if let Some((_, v)) = BROKER_DEFAULTS.iter().find(|(n, _)| *n == name) {
         return Some(v);
     }
-    TOPIC_CONFIGS.iter().find(|d| d.broker_synonym == name).map(|d| d.default)
+    TOPIC_CONFIGS.iter().find(|d| d.broker_synonym == Some(name)).map(|d| d.default)
 }
 
 fn parse<T: std::str::FromStr>(values: &BTreeMap<String, String>, name: &str) -> Result<T, ConfigError> {
@@ -355,10 +355,10 @@ impl BrokerConfig {
 
     fn check_topic_synonyms(&self) -> Result<(), ConfigError> {
         for def in TOPIC_CONFIGS {
-            if let Some(value) = self.explicit.get(def.broker_synonym) {
-                sluice_controller::configs::validate_topic_config(def.name, value).map_err(|why| {
-                    ConfigError::Invalid { name: def.broker_synonym.into(), value: value.clone(), why }
-                })?;
+            let Some(synonym) = def.broker_synonym else { continue };
+            if let Some(value) = self.explicit.get(synonym) {
+                sluice_controller::configs::validate_topic_config(def.name, value)
+                    .map_err(|why| ConfigError::Invalid { name: synonym.into(), value: value.clone(), why })?;
             }
         }
         if self.socket_request_max_bytes < 64 || self.queued_max_requests == 0 || self.max_connections == 0 {
@@ -382,7 +382,7 @@ impl BrokerConfig {
         if let Some(v) = overrides.get(name) {
             return Some((v.clone(), ConfigSource::Topic));
         }
-        if let Some(v) = self.explicit.get(def.broker_synonym) {
+        if let Some(v) = def.broker_synonym.and_then(|synonym| self.explicit.get(synonym)) {
             return Some((v.clone(), ConfigSource::StaticBroker));
         }
         Some((def.default.to_string(), ConfigSource::Default))

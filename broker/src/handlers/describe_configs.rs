@@ -69,12 +69,15 @@ pub fn topic_config_entries(config: &BrokerConfig, overrides: &BTreeMap<String, 
                     source: ConfigSource::Topic,
                 });
             }
-            if let Some(v) = config.explicit.get(def.broker_synonym) {
-                let name = def.broker_synonym.to_string();
-                synonyms.push(ConfigSynonym { name, value: v.clone(), source: ConfigSource::StaticBroker });
+            // A config no broker setting supplies has no synonyms but the topic's own (as in Kafka).
+            if let Some(synonym) = def.broker_synonym {
+                if let Some(v) = config.explicit.get(synonym) {
+                    let name = synonym.to_string();
+                    synonyms.push(ConfigSynonym { name, value: v.clone(), source: ConfigSource::StaticBroker });
+                }
+                let name = synonym.to_string();
+                synonyms.push(ConfigSynonym { name, value: def.default.to_string(), source: ConfigSource::Default });
             }
-            let name = def.broker_synonym.to_string();
-            synonyms.push(ConfigSynonym { name, value: def.default.to_string(), source: ConfigSource::Default });
             Some(ConfigEntry {
                 name: def.name.to_string(),
                 value,
@@ -137,7 +140,9 @@ pub fn broker_config_entries(config: &BrokerConfig) -> Vec<ConfigEntry> {
     let mut known: BTreeMap<&str, (&str, i8)> =
         BROKER_DEFAULTS.iter().map(|(name, default)| (*name, (*default, broker_config_type(name)))).collect();
     for def in TOPIC_CONFIGS {
-        known.entry(def.broker_synonym).or_insert((def.default, def.config_type as i8));
+        if let Some(synonym) = def.broker_synonym {
+            known.entry(synonym).or_insert((def.default, def.config_type as i8));
+        }
     }
     known
         .into_iter()
@@ -319,6 +324,27 @@ mod tests {
         let segment = find(&entries, "segment.ms");
         assert_eq!((segment.value.as_str(), segment.source), ("604800000", ConfigSource::Default));
         assert_eq!(sources(segment), vec![("log.roll.ms", "604800000", ConfigSource::Default)]);
+    }
+
+    /// Configs no broker setting supplies (Kafka 4.4's tiered-storage switches, throttled
+    /// replicas, the share-group DLQ switch) have no default synonym, as Kafka answers them.
+    #[test]
+    fn topic_only_configs_have_no_broker_synonym() {
+        let mut overrides = BTreeMap::new();
+        overrides.insert("leader.replication.throttled.replicas".to_string(), "0:1".to_string());
+        let entries = topic_config_entries(&config(&[]), &overrides);
+
+        let remote = find(&entries, "remote.storage.enable");
+        assert_eq!((remote.value.as_str(), remote.source), ("false", ConfigSource::Default));
+        assert!(remote.synonyms.is_empty(), "{:?}", remote.synonyms);
+        assert_eq!(remote.config_type, ConfigType::Boolean as i8);
+
+        let throttled = find(&entries, "leader.replication.throttled.replicas");
+        assert_eq!((throttled.value.as_str(), throttled.source), ("0:1", ConfigSource::Topic));
+        assert_eq!(sources(throttled), vec![("leader.replication.throttled.replicas", "0:1", ConfigSource::Topic)]);
+
+        let local = find(&entries, "local.retention.ms");
+        assert_eq!(sources(local), vec![("log.local.retention.ms", "-2", ConfigSource::Default)]);
     }
 
     #[test]
