@@ -101,11 +101,12 @@ class SluiceBroker(Broker):
         self.name = "sluice" if fsync else "sluice-nofsync"
         self.label = "Sluice (durable: fsync before ack)" if fsync else "Sluice (no fsync, Kafka's default)"
         self.proc: Optional[subprocess.Popen] = None
+        self.data: Optional[Path] = None
 
     def start(self) -> float:
         self.port = free_port()
-        data = self.workdir / f"{self.name}-data-{time.monotonic_ns()}"
-        cmd = [str(SLUICE), "--data-dir", str(data),
+        self.data = self.workdir / f"{self.name}-data-{time.monotonic_ns()}"
+        cmd = [str(SLUICE), "--data-dir", str(self.data),
                "--listeners", f"PLAINTEXT://{self.bootstrap},CONTROLLER://127.0.0.1:{free_port()}",
                # As the reference Kafka runs (its shipped server.properties): no 3 s wait for more
                # members before a new group's first rebalance, which kafka-consumer-perf-test's
@@ -128,6 +129,10 @@ class SluiceBroker(Broker):
                 self.proc.kill()
                 self.proc.wait()
             self.proc = None
+        # A full run writes gigabytes; each broker's data goes when the broker does.
+        if self.data is not None:
+            shutil.rmtree(self.data, ignore_errors=True)
+            self.data = None
 
     def version(self) -> str:
         rev = subprocess.run(["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"], capture_output=True, text=True)
@@ -159,7 +164,7 @@ class KafkaBroker(Broker):
 
     def stop(self) -> None:
         if self.dir is not None:
-            subprocess.run([str(KAFKA_REF), "stop", "--dir", str(self.dir)], stdin=subprocess.DEVNULL,
+            subprocess.run([str(KAFKA_REF), "stop", "--dir", str(self.dir), "--clean"], stdin=subprocess.DEVNULL,
                            capture_output=True)
             self.dir = None
 
@@ -409,7 +414,7 @@ def write_chart(path: Path, figs: list[Figures]) -> Optional[Path]:
 def main() -> int:
     p = argparse.ArgumentParser(description="Sluice against Apache Kafka, one run, one machine.")
     p.add_argument("--short", action="store_true", help="seconds, not minutes: a smoke run for CI")
-    p.add_argument("--records", type=int, default=300_000, help="records per throughput run")
+    p.add_argument("--records", type=int, default=1_000_000, help="records per throughput run")
     p.add_argument("--latency-seconds", type=int, default=30)
     p.add_argument("--brokers", default="sluice,sluice-nofsync,kafka")
     p.add_argument("--out", default=str(REPO / "BENCHMARKS.md"))
@@ -448,7 +453,7 @@ def main() -> int:
     out.parent.mkdir(parents=True, exist_ok=True)
     chart = write_chart(out.with_suffix(".png"), figs)
     cmd = "scripts/bench" + (" --short" if args.short else "") + \
-        (f" --records {args.records}" if not args.short and args.records != 300_000 else "")
+        (f" --records {args.records}" if not args.short and args.records != 1_000_000 else "")
     write_report(out, figs, args, [cmd], chart)
     (workdir / "figures.json").write_text(json.dumps([f.__dict__ for f in figs], indent=1))
     shutil.rmtree(workdir, ignore_errors=True)
