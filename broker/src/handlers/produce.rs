@@ -16,6 +16,7 @@ use sluice_controller::image::MetadataImage;
 use uuid::Uuid;
 
 use super::errors::{partition_error, storage_error};
+use super::new_leaders::NewLeaders;
 use super::{Handler, RequestContext};
 use crate::broker::Broker;
 use crate::replica::manager::PartitionError;
@@ -154,7 +155,7 @@ impl Handler for ProduceHandler {
         // KIP-951: a client told NOT_LEADER_OR_FOLLOWER also learns who leads now, and where.
         let mut node_endpoints = Vec::new();
         if ctx.api_version >= NEW_LEADER_VERSION {
-            let mut leaders = std::collections::BTreeSet::new();
+            let mut leaders = NewLeaders::default();
             for topic in &mut topics {
                 let topic_id = if by_id {
                     Some(topic.topic_id)
@@ -165,30 +166,19 @@ impl Handler for ProduceHandler {
                     if p.error_code != ResponseError::NotLeaderOrFollower.code() {
                         continue;
                     }
-                    let Some(now) =
-                        topic_id.and_then(|id| image.topics.get(&id)).and_then(|t| t.partitions.get(&p.index))
-                    else {
-                        continue;
-                    };
-                    p.current_leader = LeaderIdAndEpoch::default()
-                        .with_leader_id(BrokerId(now.leader))
-                        .with_leader_epoch(now.leader_epoch);
-                    if now.leader >= 0 {
-                        leaders.insert(now.leader);
+                    if let Some((leader, epoch)) = leaders.current(image, topic_id, p.index) {
+                        p.current_leader =
+                            LeaderIdAndEpoch::default().with_leader_id(BrokerId(leader)).with_leader_epoch(epoch);
                     }
                 }
             }
-            node_endpoints = leaders
-                .into_iter()
-                .filter_map(|id| image.brokers.get(&id).filter(|b| !b.fenced).map(|b| (id, b)))
-                .map(|(id, b)| {
-                    NodeEndpoint::default()
-                        .with_node_id(BrokerId(id))
-                        .with_host(StrBytes::from_string(b.host.clone()))
-                        .with_port(b.port)
-                        .with_rack(b.rack.clone().map(StrBytes::from_string))
-                })
-                .collect();
+            node_endpoints = leaders.endpoints(image, |id, b| {
+                NodeEndpoint::default()
+                    .with_node_id(BrokerId(id))
+                    .with_host(StrBytes::from_string(b.host.clone()))
+                    .with_port(b.port)
+                    .with_rack(b.rack.clone().map(StrBytes::from_string))
+            });
         }
         Some(ProduceResponse::default().with_responses(topics).with_node_endpoints(node_endpoints))
     }

@@ -20,6 +20,7 @@ use uuid::Uuid;
 
 use self::session::{SessionError, SessionPartition, FINAL_EPOCH, INITIAL_EPOCH};
 use super::errors::{partition_error, storage_error};
+use super::new_leaders::NewLeaders;
 use super::{Handler, RequestContext};
 use crate::broker::Broker;
 use crate::replica::Partition;
@@ -317,7 +318,7 @@ fn name_new_leaders(image: &MetadataImage, topics: &mut [FetchableTopicResponse]
         return Vec::new();
     }
     let moved = [ResponseError::NotLeaderOrFollower.code(), ResponseError::FencedLeaderEpoch.code()];
-    let mut leaders = std::collections::BTreeSet::new();
+    let mut leaders = NewLeaders::default();
     for topic in topics.iter_mut() {
         let topic_id = if version >= TOPIC_ID_VERSION {
             Some(topic.topic_id)
@@ -328,29 +329,22 @@ fn name_new_leaders(image: &MetadataImage, topics: &mut [FetchableTopicResponse]
             if !moved.contains(&p.error_code) {
                 continue;
             }
-            let now = topic_id.and_then(|id| image.topics.get(&id)).and_then(|t| t.partitions.get(&p.partition_index));
-            let Some(now) = now else { continue };
-            p.current_leader =
-                LeaderIdAndEpoch::default().with_leader_id(BrokerId(now.leader)).with_leader_epoch(now.leader_epoch);
-            if now.leader >= 0 {
-                leaders.insert(now.leader);
+            if let Some((leader, epoch)) = leaders.current(image, topic_id, p.partition_index) {
+                p.current_leader =
+                    LeaderIdAndEpoch::default().with_leader_id(BrokerId(leader)).with_leader_epoch(epoch);
             }
         }
     }
     if version < 16 {
         return Vec::new();
     }
-    leaders
-        .into_iter()
-        .filter_map(|id| image.brokers.get(&id).filter(|b| !b.fenced).map(|b| (id, b)))
-        .map(|(id, b)| {
-            NodeEndpoint::default()
-                .with_node_id(BrokerId(id))
-                .with_host(StrBytes::from_string(b.host.clone()))
-                .with_port(b.port)
-                .with_rack(b.rack.clone().map(StrBytes::from_string))
-        })
-        .collect()
+    leaders.endpoints(image, |id, b| {
+        NodeEndpoint::default()
+            .with_node_id(BrokerId(id))
+            .with_host(StrBytes::from_string(b.host.clone()))
+            .with_port(b.port)
+            .with_rack(b.rack.clone().map(StrBytes::from_string))
+    })
 }
 
 /// Tells each led partition where follower `replica` has got to (its fetch offset), and sends
