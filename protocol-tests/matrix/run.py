@@ -445,7 +445,7 @@ def write_report(path: Path, runs: list[BrokerRun], clients: list[str], scenario
     lines = [
         "# Client compatibility",
         "",
-        "Written by `protocol-tests/matrix/run.py` (part of `scripts/test`); do not edit by hand.",
+        "Written by `protocol-tests/matrix/run.py` (the committed copy by `run.py --broker both`); do not edit by hand.",
         "Each cell is one scenario run by one client program against a fresh broker: **pass**, "
         "**FAIL** (reason below) or n/a (the client library has no API for it; reason below). "
         "The scenarios are defined in [protocol-tests/matrix/CONTRACT.md](protocol-tests/matrix/CONTRACT.md).",
@@ -539,6 +539,7 @@ def main() -> int:
         runs.append(run_broker("external" if args.bootstrap else kind, args.bootstrap, clients, scenarios,
                                build_errors, workdir))
     if args.out != "-":
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
         write_report(Path(args.out), runs, clients, scenarios)
     if args.json:
         Path(args.json).write_text(json.dumps(
