@@ -476,32 +476,10 @@ func largeRecords(ctx *mx.Ctx) *mx.Obs {
 	// Client-side limits raised so that the broker decides; no compression; no retries.
 	cl := newClient(ctx, kgo.ProducerBatchMaxBytes(1048576), kgo.ProducerBatchCompression(kgo.NoCompression()),
 		kgo.RecordRetries(0))
-	obs := mx.NewObs()
-	near := mx.LargeValue(190000)
 	send := func(v []byte) error {
 		return cl.ProduceSync(ctx, &kgo.Record{Topic: topic, Value: v}).FirstErr()
 	}
-	ctx.Step("produce 190000 bytes")
-	err := send(near)
-	mx.Check(err == nil, "190000-byte record refused: %s (%v)", errName(err), err)
-	obs.Set("near_limit", "ok")
-	ctx.Step("produce 210000 bytes")
-	err = send(make([]byte, 210000))
-	obs.Set("over_limit", errName(err))
-	mx.Check(obs.Get("over_limit") == "MESSAGE_TOO_LARGE", "210000-byte record: %v (%v)", obs.Get("over_limit"), err)
-	ctx.Step("produce after")
-	err = send([]byte("small"))
-	if err == nil {
-		obs.Set("after", "ok")
-	} else {
-		obs.Set("after", errName(err))
-	}
-	mx.Check(err == nil, "small record after the refusal: %s (%v)", errName(err), err)
-	ctx.Step("read back")
-	read := readPartition(ctx, topic, 0, 2)
-	mx.Check(string(read[0].Value) == string(near), "190000-byte value read back differs (%d bytes)", len(read[0].Value))
-	mx.Check(string(read[1].Value) == "small", "small value read back as %.40q", read[1].Value)
-	return obs
+	return mx.LargeRecords(ctx, send, errName, func(n int) []mx.Record { return readPartition(ctx, topic, 0, n) })
 }
 
 // ---- member ----

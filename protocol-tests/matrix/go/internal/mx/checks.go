@@ -176,3 +176,34 @@ func jsonString(v any) string {
 	}
 	return string(b)
 }
+
+// LargeRecords is large_records after the topic (max.message.bytes=200000) and the producer
+// exist: a 190000-byte record is accepted, a 210000-byte one is refused with MESSAGE_TOO_LARGE,
+// a small one after it is accepted, and the two accepted values read back in order. send
+// produces one value synchronously; errName names a send error; read reads partition 0.
+func LargeRecords(ctx *Ctx, send func([]byte) error, errName func(error) string,
+	read func(count int) []Record) *Obs {
+	obs := NewObs()
+	near := LargeValue(190000)
+	ctx.Step("produce 190000 bytes")
+	err := send(near)
+	Check(err == nil, "190000-byte record refused: %s (%v)", errName(err), err)
+	obs.Set("near_limit", "ok")
+	ctx.Step("produce 210000 bytes")
+	err = send(make([]byte, 210000))
+	obs.Set("over_limit", errName(err))
+	Check(obs.Get("over_limit") == "MESSAGE_TOO_LARGE", "210000-byte record: %v (%v)", obs.Get("over_limit"), err)
+	ctx.Step("produce after")
+	err = send([]byte("small"))
+	if err == nil {
+		obs.Set("after", "ok")
+	} else {
+		obs.Set("after", errName(err))
+	}
+	Check(err == nil, "small record after the refusal: %s (%v)", errName(err), err)
+	ctx.Step("read back")
+	got := read(2)
+	Check(string(got[0].Value) == string(near), "190000-byte value read back differs (%d bytes)", len(got[0].Value))
+	Check(string(got[1].Value) == "small", "small value read back as %.40q", got[1].Value)
+	return obs
+}
